@@ -1,0 +1,31 @@
+# goro - thin front end over CMake/Ninja. Every target installs the Debian
+# packages it needs first (as root), or prints the apt-get line to run.
+#
+#   make         build the library, tests, benchmarks and examples into build/
+#   make check   tests: plain (gcc), ASan+UBSan (gcc), TSan (clang), clang -Werror build
+#   make bench   goro benchmarks against their Go twins, medians and ratios
+#   make demo    the leaky-service story
+#   make clean   remove build trees
+
+.PHONY: all build check bench demo clean
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	@cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build
+
+check:
+	@scripts/deps.sh build
+	@scripts/check.sh
+
+bench: build
+	@scripts/deps.sh bench
+	@bench/run.sh
+
+demo: build
+	@scripts/demo.sh
+
+clean:
+	rm -rf build build-*

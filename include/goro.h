@@ -1,0 +1,468 @@
+/*
+ * goro.h - Go-style concurrency for C, with goroutine-leak diagnosis built in.
+ *
+ * This is the only public header of goro. Everything here carries the goro_
+ * prefix; anything named goro__ elsewhere is internal and may change.
+ *
+ * Conventions (they hold for every call unless its comment says otherwise):
+ *  - Fallible calls return 0 (or a non-negative result) on success and a
+ *    negative errno value on failure. They never abort on bad input: where
+ *    Go would panic (send on a closed channel, close of a closed channel,
+ *    unlock of an unlocked mutex, negative WaitGroup counter), goro returns
+ *    an error code.
+ *  - Times are int64_t nanoseconds. Deadlines are absolute times on the
+ *    goro_now() clock (CLOCK_MONOTONIC); GORO_NO_DEADLINE means "wait
+ *    forever". A deadline already in the past makes a blocking call behave
+ *    like its non-blocking variant (it returns -ETIMEDOUT instead of
+ *    -EAGAIN when it would have blocked).
+ *  - Calls that may block ("blocking calls") must be made from a goroutine;
+ *    from any other thread they return -EPERM. Non-blocking calls (the try
+ *    variants, close, unlock, cancel, WaitGroup add/done, Cond
+ *    signal/broadcast, len/cap) may be made from any thread.
+ *  - Goroutines are multiplexed over several OS threads and may move from
+ *    one thread to another at any blocking call, yield or sleep. Thread-local
+ *    variables (including errno) are therefore per thread, not per goroutine:
+ *    read errno right after the call that set it.
+ *  - Goroutine stacks have a fixed size (goro_options.stack_size, default
+ *    64 KiB; GORO_STACK_SIZE overrides). Overflowing one is detected and
+ *    reported ("goroutine N (created at FILE:LINE) overflowed its stack"),
+ *    then the process exits with status 2; it is never silent corruption.
+ *
+ * Build your own code with -fno-omit-frame-pointer so that creation stacks,
+ * goroutine dumps and profiles can see through your frames.
+ */
+#ifndef GORO_H
+#define GORO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------- */
+/* Time                                                                       */
+/* ------------------------------------------------------------------------- */
+
+#define GORO_NANOSECOND  ((int64_t)1)
+#define GORO_MICROSECOND ((int64_t)1000)
+#define GORO_MILLISECOND ((int64_t)1000000)
+#define GORO_SECOND      ((int64_t)1000000000)
+
+/* A deadline that never expires. */
+#define GORO_NO_DEADLINE INT64_MAX
+
+/* Current time of goro's clock (CLOCK_MONOTONIC) in nanoseconds. Usable from
+ * any thread, with or without a running runtime. */
+int64_t goro_now(void);
+
+/* goro_now() + timeout, saturating at GORO_NO_DEADLINE (a negative timeout
+ * gives a deadline in the past). */
+int64_t goro_deadline_after(int64_t timeout);
+
+/* ------------------------------------------------------------------------- */
+/* Runtime and goroutines                                                     */
+/* ------------------------------------------------------------------------- */
+
+/* The function a goroutine runs. */
+typedef void (*goro_fn)(void *arg);
+
+/* Flags for goro_options.flags. */
+#define GORO_NO_DEADLOCK_CHECK 0x1u /* never report "all goroutines are asleep" */
+
+/* Options for goro_run. A zeroed struct (or NULL) means "defaults". */
+typedef struct goro_options {
+    /* Number of processors (Ps): how many goroutines run in parallel.
+     * 0 = the GORO_PROCS environment variable if set, else the number of
+     * CPUs available to the process. At most 256. */
+    int procs;
+    /* Stack size of every goroutine in bytes, rounded up to a power of two
+     * between 16 KiB and 8 MiB. 0 = GORO_STACK_SIZE if set, else 64 KiB.
+     * Only touched pages cost memory. */
+    size_t stack_size;
+    /* GORO_* flags above. */
+    unsigned flags;
+    /* Report a goroutine that runs this long without reaching a scheduling
+     * point (a blocking call, yield or sleep), once per occurrence, on
+     * stderr. 0 = GORO_LONGRUN_MS if set, else 1 second; negative = never. */
+    int64_t longrun_report_ns;
+} goro_options;
+
+/* Start the runtime, run main_fn(arg) as goroutine 1 and return when it
+ * returns. The calling thread becomes one of the runtime's OS threads.
+ *
+ * When main_fn returns, goroutines that are still blocked or runnable are
+ * discarded without running further (as when a Go program's main returns);
+ * goro_run waits for goroutines that are running on other threads to reach
+ * a scheduling point, then frees every runtime resource and returns 0. The
+ * runtime may be started again afterwards.
+ *
+ * If every goroutine becomes blocked on goro primitives with no timer
+ * pending (a global deadlock), the process prints "fatal error: all
+ * goroutines are asleep - deadlock!" and a dump of all goroutines to stderr
+ * and exits with status 2 (disable with GORO_NO_DEADLOCK_CHECK).
+ *
+ * SIGQUIT prints a dump of all goroutines to stderr and exits with status 2,
+ * like Go; set GORO_SIGQUIT=dump to print the dump and keep running.
+ *
+ * Errors: -EINVAL main_fn is NULL or an option is out of range; -EBUSY the
+ * runtime is already running in this process; -ENOMEM or another errno if
+ * threads or memory could not be set up. */
+int goro_run(goro_fn main_fn, void *arg, const goro_options *opts);
+
+/* Options for goro_spawn. Every field may be zero. */
+typedef struct goro_spawn_opts {
+    /* Optional name shown in dumps and profiles (copied; at most
+     * GORO_NAME_MAX - 1 bytes). */
+    const char *name;
+    /* Creation site; goro_go() fills these from __FILE__, __LINE__ and
+     * __func__. Strings must be static (they are kept, not copied). When
+     * absent, the site is found from the caller's return address when a
+     * dump is written. */
+    const char *file;
+    int line;
+    const char *func;
+} goro_spawn_opts;
+
+#define GORO_NAME_MAX 32
+
+/* Start a new goroutine running fn(arg). The goroutine records its parent,
+ * the creation site and a short creation stack (for dumps, profiles and leak
+ * reports). It starts running at some later point, on any thread; spawn
+ * never waits for it. If id is not NULL the new goroutine's id is stored
+ * there. Ownership of arg passes to the goroutine as far as goro is
+ * concerned (goro never touches it).
+ *
+ * Errors: -EINVAL fn is NULL; -ENAMETOOLONG name has GORO_NAME_MAX bytes or
+ * more; -EPERM not called from a goroutine; -ENOMEM out of memory. */
+int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id);
+
+/* goro_spawn with the creation site filled in: the usual way to start a
+ * goroutine. Evaluates to goro_spawn's result. */
+#define goro_go(fn, arg)                                                       \
+    goro_spawn((fn), (arg),                                                    \
+               &(const goro_spawn_opts){                                       \
+                   .file = __FILE__, .line = __LINE__, .func = __func__},      \
+               NULL)
+
+/* goro_go with a name. */
+#define goro_go_named(fn, arg, nm)                                             \
+    goro_spawn((fn), (arg),                                                    \
+               &(const goro_spawn_opts){.name = (nm),                          \
+                                        .file = __FILE__,                      \
+                                        .line = __LINE__,                      \
+                                        .func = __func__},                     \
+               NULL)
+
+/* Id of the calling goroutine (main is 1), or 0 when not called from a
+ * goroutine. Ids are never reused within one goro_run. */
+uint64_t goro_id(void);
+
+/* Let other runnable goroutines run; the caller stays runnable.
+ * Errors: -EPERM not called from a goroutine. */
+int goro_yield(void);
+
+/* Block the calling goroutine for at least ns nanoseconds (wait reason
+ * "sleep"); ns <= 0 just yields. Errors: -EPERM not in a goroutine. */
+int goro_sleep(int64_t ns);
+
+/* Block until goro_now() >= deadline. Errors: -EPERM not in a goroutine. */
+int goro_sleep_until(int64_t deadline);
+
+/* End the calling goroutine now, as if its function had returned (like Go's
+ * runtime.Goexit). Ending goroutine 1 ends goro_run. Does nothing and
+ * returns when called outside a goroutine. */
+void goro_exit(void);
+
+/* Number of goroutines that exist now (running, runnable or blocked), 0 when
+ * the runtime is not running. */
+size_t goro_num_goroutines(void);
+
+/* Number of processors the running runtime uses, 0 when not running. */
+int goro_procs(void);
+
+/* Write every goroutine to fd in the shape of Go's crash dump (the
+ * goroutine?debug=2 profile): a header line with id, state or wait reason
+ * and wait time, the stack (function, file:line), and "created by" with the
+ * parent and creation stack. The calling goroutine comes first. Nothing is
+ * stopped while writing and the output is never truncated; a goroutine that
+ * is running on another thread is shown without its stack.
+ * Errors: -ESRCH runtime not running; -errno from write(2). */
+int goro_dump(int fd);
+
+/* ------------------------------------------------------------------------- */
+/* Channels                                                                   */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A channel carries fixed-size elements (copied in and out with memcpy).
+ * Capacity 0 makes it unbuffered: a send completes only when a receiver
+ * takes the element (rendezvous). Elements are delivered in FIFO order.
+ *
+ * Lifetime: channels are reference counted. goro_chan_make returns a channel
+ * holding one reference, owned by the caller. Whoever passes a channel to
+ * another goroutine should take a reference for it (goro_chan_retain) that
+ * the receiver drops with goro_chan_release when done. A goroutine blocked on
+ * a channel holds a reference of its own for as long as it is blocked, so
+ * dropping every other reference can never free a channel under a blocked
+ * goroutine. The channel is freed when the last reference is dropped;
+ * elements still buffered then are discarded (they are bytes; goro does not
+ * know whether they point to anything). Using a channel through a reference
+ * you have already released is undefined behaviour, as with any freed
+ * object.
+ *
+ * Closing is separate from releasing: close means "no more values". After
+ * close, receives drain the buffer and then return at once with *ok = false
+ * and a zeroed element; sends fail with -EPIPE.
+ */
+typedef struct goro_chan goro_chan;
+
+/* Largest element size and capacity goro_chan_make accepts. */
+#define GORO_CHAN_MAX_ELEM 65536u
+#define GORO_CHAN_MAX_CAP (1u << 30)
+
+/* Create a channel of elements of elem_size bytes (0 is allowed: a channel
+ * of signals) with room for cap buffered elements (0 = unbuffered), and
+ * store it in *out with one reference owned by the caller.
+ * Errors: -EINVAL out is NULL, elem_size > GORO_CHAN_MAX_ELEM or
+ * cap > GORO_CHAN_MAX_CAP (a negative size converted to size_t is caught
+ * here); -ENOMEM. */
+int goro_chan_make(goro_chan **out, size_t elem_size, size_t cap);
+
+/* Take another reference to ch; returns ch. NULL is ignored. */
+goro_chan *goro_chan_retain(goro_chan *ch);
+
+/* Drop a reference; the last one frees the channel. NULL is ignored. */
+void goro_chan_release(goro_chan *ch);
+
+/* Send the element at elem (elem_size bytes are copied; elem may be NULL
+ * only if elem_size is 0). Blocks until a receiver takes it or buffer space
+ * is free (wait reason "chan send").
+ * Errors: -EINVAL ch is NULL (or elem NULL with elem_size > 0); -EPIPE the
+ * channel is closed (also when it is closed while the sender waits; the
+ * element was not sent); -EPERM would block outside a goroutine. */
+int goro_chan_send(goro_chan *ch, const void *elem);
+
+/* goro_chan_send that gives up at deadline with -ETIMEDOUT. */
+int goro_chan_send_until(goro_chan *ch, const void *elem, int64_t deadline);
+
+/* goro_chan_send that never blocks: -EAGAIN if it would have blocked. */
+int goro_chan_trysend(goro_chan *ch, const void *elem);
+
+/* Receive an element into elem (may be NULL to discard it). Blocks until a
+ * value is available or the channel is closed (wait reason "chan receive").
+ * On success returns 0 and sets *ok (if ok is not NULL) to true when a value
+ * was received, false when the channel is closed and drained (elem is then
+ * zeroed).
+ * Errors: -EINVAL ch is NULL; -EPERM would block outside a goroutine. */
+int goro_chan_recv(goro_chan *ch, void *elem, bool *ok);
+
+/* goro_chan_recv that gives up at deadline with -ETIMEDOUT. */
+int goro_chan_recv_until(goro_chan *ch, void *elem, bool *ok, int64_t deadline);
+
+/* goro_chan_recv that never blocks: -EAGAIN if nothing is available and the
+ * channel is open. */
+int goro_chan_tryrecv(goro_chan *ch, void *elem, bool *ok);
+
+/* Close the channel: wakes every blocked receiver (with *ok = false) and
+ * every blocked sender (with -EPIPE). Errors: -EINVAL ch is NULL;
+ * -EALREADY already closed. */
+int goro_chan_close(goro_chan *ch);
+
+/* Number of buffered elements, capacity, element size (0 for NULL). */
+size_t goro_chan_len(const goro_chan *ch);
+size_t goro_chan_cap(const goro_chan *ch);
+size_t goro_chan_elem_size(const goro_chan *ch);
+
+/* ------------------------------------------------------------------------- */
+/* Select                                                                     */
+/* ------------------------------------------------------------------------- */
+
+enum goro_select_op {
+    GORO_SELECT_RECV = 1, /* receive from ch into elem (elem may be NULL) */
+    GORO_SELECT_SEND = 2, /* send the element at elem on ch */
+};
+
+/* One case of a select. ok is an output: true when a value was transferred
+ * by this case; false when the chosen case found its channel closed (for a
+ * receive: closed and drained, elem zeroed; for a send: nothing was sent -
+ * where Go would panic, goro reports it). */
+typedef struct goro_select_case {
+    goro_chan *ch;
+    int op; /* enum goro_select_op */
+    void *elem;
+    bool ok;
+} goro_select_case;
+
+/* Flags for goro_select. */
+#define GORO_SELECT_NONBLOCK 0x1u /* a "default" case: never block */
+
+/* Wait until one of the n cases can proceed, perform it and return its
+ * index. When several are ready, one is chosen uniformly at random. A send
+ * case on a closed channel counts as ready (it completes with ok = false).
+ * With GORO_SELECT_NONBLOCK, returns -EAGAIN at once if no case is ready.
+ * Otherwise blocks (wait reason "select"; "select (no cases)" when n is 0)
+ * until a case proceeds or the deadline passes (-ETIMEDOUT).
+ * n == 0 without flags and without deadline blocks forever, like Go's
+ * select {}.
+ * Errors: -EINVAL cases NULL with n > 0, a case with a NULL channel, an
+ * unknown op, or a send case with NULL elem and a nonzero element size;
+ * -E2BIG n > 65536; -ENOMEM; -EPERM would block outside a goroutine. */
+int goro_select(goro_select_case *cases, size_t n, unsigned flags, int64_t deadline);
+
+/* ------------------------------------------------------------------------- */
+/* Cancellation contexts (Go's context.Context)                               */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A context carries a cancellation signal and an optional deadline down a
+ * tree: cancelling a context cancels all of its descendants. Contexts are
+ * reference counted: the with_* constructors return one reference owned by
+ * the caller; goro_ctx_release drops it and the last release cancels the
+ * context (if still live), detaches it from its parent and frees it. Give a
+ * goroutine its own reference (goro_ctx_retain) if it may outlive yours.
+ * A child holds a reference to its parent.
+ */
+typedef struct goro_ctx goro_ctx;
+
+/* The root context: never cancelled, no deadline. Static; retain and
+ * release are no-ops on it. */
+goro_ctx *goro_ctx_background(void);
+
+/* New cancellable child of parent (NULL means background).
+ * Errors: -EINVAL out is NULL; -ENOMEM. If parent is already cancelled the
+ * child starts cancelled with the parent's error. */
+int goro_ctx_with_cancel(goro_ctx *parent, goro_ctx **out);
+
+/* New child that is cancelled with -ETIMEDOUT at deadline (or earlier if the
+ * parent's deadline is earlier or the parent is cancelled). */
+int goro_ctx_with_deadline(goro_ctx *parent, int64_t deadline, goro_ctx **out);
+
+/* goro_ctx_with_deadline(parent, goro_deadline_after(timeout), out). */
+int goro_ctx_with_timeout(goro_ctx *parent, int64_t timeout, goro_ctx **out);
+
+/* Cancel ctx and all its descendants with -ECANCELED; no-op if it is
+ * already cancelled or is the background context. */
+void goro_ctx_cancel(goro_ctx *ctx);
+
+/* A channel that is closed when ctx is cancelled: receive on it (usually as
+ * a select case) to wait for cancellation. Borrowed: valid while you hold
+ * your reference to ctx (retain it to keep it longer). Never closed for the
+ * background context. */
+goro_chan *goro_ctx_done(goro_ctx *ctx);
+
+/* 0 while ctx is live; -ECANCELED after goro_ctx_cancel (of it or an
+ * ancestor); -ETIMEDOUT after its deadline passed. */
+int goro_ctx_err(const goro_ctx *ctx);
+
+/* The context's deadline, or GORO_NO_DEADLINE. */
+int64_t goro_ctx_deadline(const goro_ctx *ctx);
+
+/* Take / drop a reference (see above). NULL is ignored. */
+goro_ctx *goro_ctx_retain(goro_ctx *ctx);
+void goro_ctx_release(goro_ctx *ctx);
+
+/* Block until ctx is done or deadline passes; returns goro_ctx_err(ctx) or
+ * -ETIMEDOUT. Errors: -EINVAL ctx NULL; -EPERM outside a goroutine. */
+int goro_ctx_wait(goro_ctx *ctx, int64_t deadline);
+
+/* ------------------------------------------------------------------------- */
+/* Synchronization: Mutex, RWMutex, WaitGroup, Once, Cond                     */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * These block goroutines, not threads. They are plain structs you embed
+ * anywhere; a zeroed struct (or the *_INIT initializer) is ready to use, and
+ * none needs destroying. Their contents are private. Do not copy one that is
+ * in use. Like Go's, a Mutex is not tied to the goroutine that locked it.
+ */
+
+typedef struct goro_mutex {
+    _Alignas(8) unsigned char opaque_[24];
+} goro_mutex;
+#define GORO_MUTEX_INIT {{0}}
+
+/* Lock, blocking while another goroutine holds it (wait reason
+ * "sync.Mutex.Lock"). Waiters are served fairly: one that waited more than
+ * 1 ms gets the lock handed to it directly.
+ * Errors: -EINVAL m NULL; -EPERM would block outside a goroutine. */
+int goro_mutex_lock(goro_mutex *m);
+/* goro_mutex_lock giving up at deadline with -ETIMEDOUT. */
+int goro_mutex_lock_until(goro_mutex *m, int64_t deadline);
+/* Lock if free now; -EBUSY otherwise. */
+int goro_mutex_trylock(goro_mutex *m);
+/* Unlock. Errors: -EINVAL m NULL; -EPERM the mutex is not locked. */
+int goro_mutex_unlock(goro_mutex *m);
+
+typedef struct goro_rwmutex {
+    _Alignas(8) unsigned char opaque_[48];
+} goro_rwmutex;
+#define GORO_RWMUTEX_INIT {{0}}
+
+/* Reader/writer lock with writer preference (a waiting writer blocks new
+ * readers), like Go's RWMutex. Wait reasons "sync.RWMutex.RLock" and
+ * "sync.RWMutex.Lock". Errors as for the Mutex calls; runlock/unlock return
+ * -EPERM when not read-locked/write-locked. */
+int goro_rwmutex_rlock(goro_rwmutex *rw);
+int goro_rwmutex_rlock_until(goro_rwmutex *rw, int64_t deadline);
+int goro_rwmutex_tryrlock(goro_rwmutex *rw);
+int goro_rwmutex_runlock(goro_rwmutex *rw);
+int goro_rwmutex_lock(goro_rwmutex *rw);
+int goro_rwmutex_lock_until(goro_rwmutex *rw, int64_t deadline);
+int goro_rwmutex_trylock(goro_rwmutex *rw);
+int goro_rwmutex_unlock(goro_rwmutex *rw);
+
+typedef struct goro_waitgroup {
+    _Alignas(8) unsigned char opaque_[24];
+} goro_waitgroup;
+#define GORO_WAITGROUP_INIT {{0}}
+
+/* Add delta (may be negative) to the counter; when it reaches zero all
+ * waiters are released. Errors: -EINVAL wg NULL or the counter would become
+ * negative or exceed INT32_MAX (the counter is left unchanged). */
+int goro_waitgroup_add(goro_waitgroup *wg, int delta);
+/* goro_waitgroup_add(wg, -1). */
+int goro_waitgroup_done(goro_waitgroup *wg);
+/* Block until the counter is zero (wait reason "sync.WaitGroup.Wait").
+ * Errors: -EINVAL; -EPERM would block outside a goroutine. */
+int goro_waitgroup_wait(goro_waitgroup *wg);
+/* goro_waitgroup_wait giving up at deadline with -ETIMEDOUT. */
+int goro_waitgroup_wait_until(goro_waitgroup *wg, int64_t deadline);
+
+typedef struct goro_once {
+    _Alignas(8) unsigned char opaque_[32];
+} goro_once;
+#define GORO_ONCE_INIT {{0}}
+
+/* Run fn(arg) if no call on this once has run it yet. Concurrent callers
+ * block (wait reason "sync.Once.Do") until the first call's fn returns, so
+ * after goro_once_do returns, fn has completed. Returns 1 if this call ran
+ * fn, 0 if it had already run.
+ * Errors: -EINVAL once or fn NULL; -EPERM would block outside a goroutine;
+ * -EDEADLK fn called goro_once_do on the same once. */
+int goro_once_do(goro_once *once, goro_fn fn, void *arg);
+
+typedef struct goro_cond {
+    _Alignas(8) unsigned char opaque_[24];
+} goro_cond;
+#define GORO_COND_INIT {{0}}
+
+/* Atomically unlock m and block until signalled (wait reason
+ * "sync.Cond.Wait"), then lock m again before returning (also on error).
+ * As with any condition variable, re-check your predicate in a loop.
+ * Errors: -EINVAL NULL argument; -EPERM m not locked or outside a
+ * goroutine. */
+int goro_cond_wait(goro_cond *c, goro_mutex *m);
+/* goro_cond_wait giving up at deadline with -ETIMEDOUT (m is relocked). */
+int goro_cond_wait_until(goro_cond *c, goro_mutex *m, int64_t deadline);
+/* Wake one / all waiting goroutines. Errors: -EINVAL c NULL. */
+int goro_cond_signal(goro_cond *c);
+int goro_cond_broadcast(goro_cond *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GORO_H */

@@ -1,0 +1,41 @@
+#!/bin/sh
+# deps.sh SET... - make sure the Debian packages goro needs are installed.
+#
+# Sets: build (compile + tests), bench (Go twins, load generator), all.
+# As root, missing packages are installed with apt-get; otherwise the exact
+# apt-get line is printed and the script fails. Nothing is installed that is
+# already present, so running it again is cheap.
+set -eu
+
+pkgs_build="cmake ninja-build gcc clang libc6-dev libgcc-12-dev libcmocka-dev pkg-config valgrind zlib1g-dev make"
+pkgs_bench="golang-go wrk"
+
+want=""
+for set in "$@"; do
+    case "$set" in
+        build) want="$want $pkgs_build" ;;
+        bench) want="$want $pkgs_bench" ;;
+        all) want="$want $pkgs_build $pkgs_bench" ;;
+        *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
+    esac
+done
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        case " $missing " in *" $p "*) ;; *) missing="$missing $p" ;; esac
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+line="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "goro: missing Debian packages. Run as root:" >&2
+    echo "  apt-get update && $line" >&2
+    exit 1
+fi
+echo "goro: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists only when they are missing or a first attempt fails.
+if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then apt-get update -q; fi
+$line || { apt-get update -q && $line; }

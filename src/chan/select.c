@@ -1,0 +1,230 @@
+/*
+ * select.c - goro_select: wait on several channel operations at once.
+ *
+ * Go's algorithm:
+ *  1. shuffle the cases into a random poll order (uniform choice among
+ *     ready cases: the first ready case of a uniformly random permutation);
+ *     sort the distinct channels by address: the lock order;
+ *  2. lock every channel, take the first case in poll order that can
+ *     proceed, unlock, done;
+ *  3. otherwise (blocking) enqueue one waiter per case, all on this stack,
+ *     and park; the commit hook releases the channel locks once we are off
+ *     the CPU. The first waker wins the claim (sched.h) and records the case
+ *     index; other wakers skip our stale waiters;
+ *  4. on waking, lock every channel again and unqueue the waiters that are
+ *     still queued. Relocking before returning is also what keeps the
+ *     waiters alive while a waker on another thread finishes unlocking.
+ * A goroutine blocked in select holds one reference per distinct channel.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan/chan_internal.h"
+
+#define STACK_CASES 16
+#define MAX_CASES 65536
+
+typedef struct sel {
+    goro_select_case *cases;
+    uint32_t *lockorder; /* case indices sorted by channel address */
+    uint32_t n;
+} sel;
+
+static void sel_lock(const sel *s)
+{
+    goro_chan *last = NULL;
+    for (uint32_t i = 0; i < s->n; i++) {
+        goro_chan *c = s->cases[s->lockorder[i]].ch;
+        if (c != last)
+            goro__spin_lock(&c->lock);
+        last = c;
+    }
+}
+
+static void sel_unlock(const sel *s)
+{
+    /* Reverse order; read every channel before the last unlock (after it
+     * the selecting goroutine may run and return). */
+    goro_chan *last = NULL;
+    for (uint32_t i = s->n; i-- > 0;) {
+        goro_chan *c = s->cases[s->lockorder[i]].ch;
+        if (c != last && last)
+            goro__spin_unlock(&last->lock);
+        last = c;
+    }
+    if (last)
+        goro__spin_unlock(&last->lock);
+}
+
+static void sel_commit(void *arg) { sel_unlock(arg); }
+
+static int cmp_case(const void *a, const void *b, void *ctx)
+{
+    const goro_select_case *cases = ctx;
+    uintptr_t x = (uintptr_t)cases[*(const uint32_t *)a].ch;
+    uintptr_t y = (uintptr_t)cases[*(const uint32_t *)b].ch;
+    return x < y ? -1 : x > y;
+}
+
+static void sort_lockorder(goro_select_case *cases, uint32_t *order, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        order[i] = i;
+    if (n <= 16) {
+        for (uint32_t i = 1; i < n; i++) {
+            uint32_t v = order[i];
+            uintptr_t key = (uintptr_t)cases[v].ch;
+            uint32_t j = i;
+            while (j > 0 && (uintptr_t)cases[order[j - 1]].ch > key) {
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = v;
+        }
+    } else {
+        qsort_r(order, n, sizeof *order, cmp_case, cases);
+    }
+}
+
+static int select_none(unsigned flags, int64_t deadline)
+{
+    if (flags & GORO_SELECT_NONBLOCK)
+        return -EAGAIN;
+    goro__g *g = goro__getg();
+    if (!g)
+        return -EPERM;
+    if (deadline != GORO_NO_DEADLINE) {
+        if (deadline > goro__nanotime())
+            goro__park(GORO__WAIT_SELECT, NULL, NULL, NULL, deadline);
+        return -ETIMEDOUT;
+    }
+    goro__park(GORO__WAIT_SELECT_NO_CASES, NULL, NULL, NULL, GORO_NO_DEADLINE);
+    return -ETIMEDOUT; /* never woken: only runtime shutdown ends this */
+}
+
+GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigned flags,
+                                    int64_t deadline)
+{
+    uint32_t stack_buf[2 * STACK_CASES];
+    goro__waiter stack_w[STACK_CASES];
+    uint32_t *pollorder = stack_buf, *lockorder = stack_buf + STACK_CASES;
+    goro__waiter *ws = stack_w;
+    void *heap = NULL;
+    if (n > STACK_CASES) {
+        heap = malloc(n * (2 * sizeof(uint32_t) + sizeof(goro__waiter)));
+        if (!heap)
+            return -ENOMEM;
+        ws = heap;
+        pollorder = (uint32_t *)(ws + n);
+        lockorder = pollorder + n;
+    }
+    /* Fisher-Yates shuffle: uniformly random poll order. */
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t j = (uint32_t)(goro__rand() % (i + 1));
+        pollorder[i] = pollorder[j];
+        pollorder[j] = i;
+    }
+    sort_lockorder(cases, lockorder, n);
+    sel s = {.cases = cases, .lockorder = lockorder, .n = n};
+
+    int result = -EAGAIN;
+    goro__g *woken = NULL;
+    sel_lock(&s);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = pollorder[k];
+        goro_select_case *cs = &cases[i];
+        if (cs->op == GORO_SELECT_RECV) {
+            bool ok;
+            if (goro__chan_try_recv_locked(cs->ch, cs->elem, &ok, &woken)) {
+                cs->ok = ok;
+                result = (int)i;
+                break;
+            }
+        } else {
+            int r = goro__chan_try_send_locked(cs->ch, cs->elem, &woken);
+            if (r != 0) {
+                cs->ok = r > 0; /* closed: chosen, nothing sent */
+                result = (int)i;
+                break;
+            }
+        }
+    }
+    if (result >= 0 || (flags & GORO_SELECT_NONBLOCK)) {
+        sel_unlock(&s);
+        if (woken)
+            goro__ready(woken, true);
+        free(heap);
+        return result;
+    }
+    goro__g *g = goro__getg();
+    if (!g || (deadline != GORO_NO_DEADLINE && deadline <= goro__nanotime())) {
+        sel_unlock(&s);
+        free(heap);
+        return g ? -ETIMEDOUT : -EPERM;
+    }
+
+    /* Block: one waiter per case. */
+    uint64_t seq = goro__park_seq(g);
+    goro_chan *last = NULL;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = lockorder[k];
+        goro_select_case *cs = &cases[i];
+        goro__waiter *w = &ws[i];
+        memset(w, 0, sizeof *w);
+        w->g = g;
+        w->seq = seq;
+        w->elem = cs->elem;
+        w->lock = &cs->ch->lock;
+        w->obj = cs->ch;
+        w->index = (int32_t)i;
+        if (cs->ch != last) { /* one reference per distinct channel */
+            goro_chan_retain(cs->ch);
+            w->drop = goro__chan_waiter_drop;
+        }
+        last = cs->ch;
+        goro__waitq_push(cs->op == GORO_SELECT_RECV ? &cs->ch->recvq : &cs->ch->sendq, w);
+    }
+    g->waiting = ws;
+    g->nwaiting = n;
+    int32_t wake = goro__park(GORO__WAIT_SELECT, cases[0].ch, sel_commit, &s, deadline);
+    g->waiting = NULL;
+    g->nwaiting = 0;
+    sel_lock(&s);
+    for (uint32_t i = 0; i < n; i++)
+        if (ws[i].q)
+            goro__waitq_remove(ws[i].q, &ws[i]);
+    sel_unlock(&s);
+    if (wake >= 0) {
+        cases[wake].ok = ws[wake].ok;
+        result = wake;
+    } else {
+        result = -ETIMEDOUT;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (ws[i].drop)
+            goro_chan_release(cases[i].ch);
+    free(heap);
+    return result;
+}
+
+int goro_select(goro_select_case *cases, size_t n, unsigned flags, int64_t deadline)
+{
+    goro__g *g = goro__getg();
+    if (g)
+        GORO__WAIT_FRAME(g);
+    if (n > 0 && !cases)
+        return -EINVAL;
+    if (n > MAX_CASES)
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++) {
+        goro_select_case *cs = &cases[i];
+        if (!cs->ch || (cs->op != GORO_SELECT_RECV && cs->op != GORO_SELECT_SEND))
+            return -EINVAL;
+        if (cs->op == GORO_SELECT_SEND && !cs->elem && cs->ch->elem_size)
+            return -EINVAL;
+        cs->ok = false;
+    }
+    if (n == 0)
+        return select_none(flags, deadline);
+    return do_select(cases, (uint32_t)n, flags, deadline);
+}

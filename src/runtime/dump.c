@@ -1,0 +1,249 @@
+/*
+ * dump.c - every goroutine in the shape of Go's crash dump (goroutine
+ * profile debug=2), for goro_dump, the deadlock report and SIGQUIT:
+ *
+ *     goroutine 6 [chan send, 2 minutes]:
+ *     goro_chan_send(...)
+ *     	/src/chan/chan.c:301 +0x8c
+ *     run_async_worker(...)
+ *     	/src/service.c:19 +0x2a
+ *     created by run_async in goroutine 1
+ *     	/src/service.c:17 +0x73
+ *     	<- handle_work at /src/service.c:31 +0x20
+ *
+ * Go's shape plus goro's deeper creation frames ("<- f at file:line") and
+ * the optional goroutine name as a last bracket attribute (`name "x"`).
+ * The caller comes first as [running]; a goroutine running on another
+ * thread is listed with Go's "goroutine running on other thread; stack
+ * unavailable". Goroutines are read one at a time through consistent
+ * snapshots (g.h): nothing is stopped, the output is streamed through a
+ * 64 KiB buffer and never truncated.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/sched.h"
+#include "runtime/symbolize.h"
+#include "runtime/unwind.h"
+
+typedef struct wbuf {
+    int fd;
+    int err;
+    size_t n;
+    char buf[65536];
+} wbuf;
+
+static void wb_flush(wbuf *w)
+{
+    if (w->n && !w->err) {
+        int rc = goro__write_all(w->fd, w->buf, w->n);
+        if (rc)
+            w->err = rc;
+    }
+    w->n = 0;
+}
+
+static void wb_put(wbuf *w, const char *s, size_t len)
+{
+    while (len) {
+        if (w->n == sizeof w->buf)
+            wb_flush(w);
+        size_t k = sizeof w->buf - w->n;
+        if (k > len)
+            k = len;
+        memcpy(w->buf + w->n, s, k);
+        w->n += k;
+        s += k;
+        len -= k;
+    }
+}
+
+static void wb_str(wbuf *w, const char *s) { wb_put(w, s, strlen(s)); }
+
+__attribute__((format(printf, 2, 3))) static void wb_printf(wbuf *w, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        wb_put(w, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    wb_put(w, big, (size_t)n);
+    free(big);
+}
+
+static const char *state_str(const goro__gsnap *s)
+{
+    switch (s->state) {
+    case GORO__G_WAITING:
+        return goro__wait_reason_str(s->wait_reason);
+    case GORO__G_RUNNABLE:
+        return "runnable";
+    case GORO__G_RUNNING:
+        return "running";
+    case GORO__G_SYSCALL:
+        return "syscall";
+    default:
+        return "dead";
+    }
+}
+
+static void write_header(wbuf *w, const goro__gsnap *s, int64_t now)
+{
+    wb_printf(w, "goroutine %llu [%s", (unsigned long long)s->id, state_str(s));
+    if (s->state == GORO__G_WAITING && s->wait_since) {
+        int64_t mins = (now - s->wait_since) / (60 * GORO_SECOND);
+        if (mins >= 1)
+            wb_printf(w, ", %lld minutes", (long long)mins);
+    }
+    if (s->info.name[0])
+        wb_printf(w, ", name \"%s\"", s->info.name);
+    wb_str(w, "]:\n");
+}
+
+/* One physical frame: its inline chain, innermost first. `ret`: pc is a
+ * return address (look up pc - 1; print the offset of pc). */
+static void write_frame(wbuf *w, goro__symcache *c, uintptr_t pc, bool ret)
+{
+    const goro__sym *s = goro__symcache_get(c, ret ? pc - 1 : pc);
+    for (uint32_t i = 0; i < s->nframes; i++) {
+        const goro__sym_frame *f = &s->frames[i];
+        bool outer = i + 1 == s->nframes;
+        if (f->func)
+            wb_printf(w, "%s(...)\n", f->func);
+        else
+            wb_printf(w, "?(...)\n");
+        wb_printf(w, "\t%s:%d", f->file ? f->file : "?", f->line);
+        if (outer && ret)
+            wb_printf(w, " +0x%lx", (unsigned long)(s->entry ? pc - s->entry : pc));
+        wb_str(w, "\n");
+    }
+}
+
+static void write_created_by(wbuf *w, goro__symcache *c, const goro__gsnap *s)
+{
+    const goro__spawn_info *in = &s->info;
+    if (in->parent_id == 0)
+        return;
+    const goro__sym *sym = in->npc ? goro__symcache_get(c, in->pc[0] - 1) : NULL;
+    const char *func = in->func;
+    const char *file = in->file;
+    int line = in->line;
+    if (!func && sym)
+        func = sym->frames[0].func;
+    if (!file && sym) {
+        file = sym->frames[0].file;
+        line = sym->frames[0].line;
+    }
+    wb_printf(w, "created by %s in goroutine %llu\n", func ? func : "?",
+              (unsigned long long)in->parent_id);
+    wb_printf(w, "\t%s:%d", file ? file : "?", line);
+    if (sym && sym->entry)
+        wb_printf(w, " +0x%lx", (unsigned long)(in->pc[0] - sym->entry));
+    wb_str(w, "\n");
+    for (uint32_t k = 1; k < in->npc; k++) {
+        const goro__sym *d = goro__symcache_get(c, in->pc[k] - 1);
+        const goro__sym_frame *f = &d->frames[0];
+        wb_printf(w, "\t<- %s at %s:%d", f->func ? f->func : "?", f->file ? f->file : "?",
+                  f->line);
+        if (d->entry)
+            wb_printf(w, " +0x%lx", (unsigned long)(in->pc[k] - d->entry));
+        wb_str(w, "\n");
+    }
+}
+
+static void write_goroutine(wbuf *w, goro__symcache *c, const goro__gsnap *s, int64_t now,
+                            bool self)
+{
+    write_header(w, s, now);
+    if (s->newborn) {
+        write_frame(w, c, (uintptr_t)s->info.fn, false);
+    } else if (s->state == GORO__G_RUNNING && !self) {
+        wb_str(w, "\tgoroutine running on other thread; stack unavailable\n");
+    } else {
+        for (uint32_t i = 0; i < s->npc; i++)
+            write_frame(w, c, s->pc[i], true);
+    }
+    write_created_by(w, c, s);
+    wb_str(w, "\n");
+}
+
+/* Write all goroutines. self_fp: frame of the public function that asked
+ * (its caller's stack is shown for the calling goroutine). */
+GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp)
+{
+    wbuf *w = malloc(sizeof *w);
+    goro__gsnap *s = malloc(sizeof *s);
+    goro__symcache *c = goro__symcache_new();
+    if (!w || !s) {
+        free(w);
+        free(s);
+        goro__symcache_free(c);
+        return -ENOMEM;
+    }
+    w->fd = fd;
+    w->err = 0;
+    w->n = 0;
+    if (header)
+        wb_str(w, header);
+    int64_t now = goro__coarsetime();
+    goro__g *self = goro__getg();
+    uint32_t self_slot = UINT32_MAX;
+    if (self) {
+        self_slot = self->base.slot;
+        memset(s, 0, sizeof *s);
+        s->id = self->base.id;
+        s->state = GORO__G_RUNNING;
+        s->info = self->info;
+        /* The public function's own frame first, then its callers. */
+        uintptr_t fps[GORO__ARRAY_LEN(s->pc)];
+        uint32_t n = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), self->stack_lo,
+                                     self->stack_hi, s->pc, fps, GORO__ARRAY_LEN(s->pc));
+        uint32_t skip = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (fps[i] == self_fp) {
+                skip = i;
+                break;
+            }
+        memmove(s->pc, s->pc + skip, (n - skip) * sizeof s->pc[0]);
+        s->npc = n - skip;
+        write_goroutine(w, c, s, now, true);
+    }
+    uint32_t lim = goro__reg_limit();
+    for (uint32_t i = 0; i < lim; i++) {
+        if (i == self_slot)
+            continue;
+        if (!goro__gsnap_take(i, s))
+            continue;
+        write_goroutine(w, c, s, now, false);
+    }
+    wb_flush(w);
+    int err = w->err;
+    free(w);
+    free(s);
+    goro__symcache_free(c);
+    return err;
+}
+
+int goro__dump_all(int fd, const char *header) { return dump_all(fd, header, 0); }
+
+int goro_dump(int fd)
+{
+    if (!goro__running())
+        return -ESRCH;
+    return dump_all(fd, NULL, (uintptr_t)__builtin_frame_address(0));
+}

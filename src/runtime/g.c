@@ -1,0 +1,463 @@
+/*
+ * g.c - goroutine records: spawn, the registry, newborn records, and
+ * consistent snapshots for diagnostics. The record layout and the status
+ * protocol are described in g.h.
+ *
+ * Registry: a directory of 64 Ki-slot chunks of atomic pointers, mmapped on
+ * demand and never freed while the runtime runs. Slot indices come from
+ * per-P caches refilled in batches from a global free list (or by bumping
+ * the high-water mark) under reg.lock.
+ *
+ * Newborn records come from 2 MiB chunks (transparent huge pages when the
+ * kernel gives them, so a million spawns cost a few hundred page faults, not
+ * forty thousand) inside one reserved region. Each P bump-allocates from its
+ * own current chunk. A chunk is recycled as a whole once every record in it
+ * has been freed (a live count biased while the chunk is still being
+ * filled), so a burst of spawns gives its memory back: chunks beyond a small
+ * reserve are returned to the OS with MADV_DONTNEED.
+ */
+#include "runtime/g.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "runtime/sanitizer.h"
+#include "runtime/sched.h"
+#include "runtime/unwind.h"
+
+/* ---- wait reasons ---------------------------------------------------------- */
+
+static const char *const wait_reason_str[GORO__WAIT_COUNT] = {
+    [GORO__WAIT_NONE] = "",
+    [GORO__WAIT_CHAN_SEND] = "chan send",
+    [GORO__WAIT_CHAN_RECV] = "chan receive",
+    [GORO__WAIT_SELECT] = "select",
+    [GORO__WAIT_SELECT_NO_CASES] = "select (no cases)",
+    [GORO__WAIT_SLEEP] = "sleep",
+    [GORO__WAIT_MUTEX] = "sync.Mutex.Lock",
+    [GORO__WAIT_RWMUTEX_RLOCK] = "sync.RWMutex.RLock",
+    [GORO__WAIT_RWMUTEX_LOCK] = "sync.RWMutex.Lock",
+    [GORO__WAIT_WAITGROUP] = "sync.WaitGroup.Wait",
+    [GORO__WAIT_COND] = "sync.Cond.Wait",
+    [GORO__WAIT_ONCE] = "sync.Once.Do",
+    [GORO__WAIT_IO] = "IO wait",
+    [GORO__WAIT_CTX] = "chan receive",
+};
+
+const char *goro__wait_reason_str(unsigned reason)
+{
+    return reason < GORO__WAIT_COUNT ? wait_reason_str[reason] : "waiting";
+}
+
+bool goro__wait_reason_is_primitive(unsigned reason)
+{
+    switch (reason) {
+    case GORO__WAIT_CHAN_SEND:
+    case GORO__WAIT_CHAN_RECV:
+    case GORO__WAIT_SELECT:
+    case GORO__WAIT_SELECT_NO_CASES:
+    case GORO__WAIT_MUTEX:
+    case GORO__WAIT_RWMUTEX_RLOCK:
+    case GORO__WAIT_RWMUTEX_LOCK:
+    case GORO__WAIT_WAITGROUP:
+    case GORO__WAIT_COND:
+    case GORO__WAIT_ONCE:
+    case GORO__WAIT_CTX:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---- registry -------------------------------------------------------------- */
+
+#define REG_CHUNK_SHIFT 16
+#define REG_CHUNK (1u << REG_CHUNK_SHIFT)
+#define REG_MAX_CHUNKS 4096
+#define REG_BATCH 32
+
+static struct {
+    goro__mutex lock;
+    _Atomic(_Atomic(goro__gbase *) *) chunks[REG_MAX_CHUNKS];
+    _Atomic uint32_t limit; /* slots handed out so far (high-water mark) */
+    uint32_t *free;         /* global free list (under lock) */
+    uint32_t nfree, cap;
+} reg;
+
+uint32_t goro__reg_limit(void) { return goro__load_acquire(&reg.limit); }
+
+goro__gbase *goro__reg_get(uint32_t i)
+{
+    _Atomic(goro__gbase *) *c = goro__load_acquire(&reg.chunks[i >> REG_CHUNK_SHIFT]);
+    return c ? goro__load_acquire(&c[i & (REG_CHUNK - 1)]) : NULL;
+}
+
+void goro__reg_set(uint32_t i, goro__gbase *g)
+{
+    _Atomic(goro__gbase *) *c = goro__load_relaxed(&reg.chunks[i >> REG_CHUNK_SHIFT]);
+    goro__store_release(&c[i & (REG_CHUNK - 1)], g);
+}
+
+static int reg_refill(goro__p *p)
+{
+    goro__mutex_lock(&reg.lock);
+    while (p->nslot < REG_BATCH && reg.nfree)
+        p->slotcache[p->nslot++] = reg.free[--reg.nfree];
+    if (p->nslot == 0) {
+        uint32_t lim = goro__load_relaxed(&reg.limit);
+        uint32_t ci = lim >> REG_CHUNK_SHIFT;
+        if (ci >= REG_MAX_CHUNKS) {
+            goro__mutex_unlock(&reg.lock);
+            return -ENOMEM;
+        }
+        if (!goro__load_relaxed(&reg.chunks[ci])) {
+            void *mem = mmap(NULL, REG_CHUNK * sizeof(void *), PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (mem == MAP_FAILED) {
+                goro__mutex_unlock(&reg.lock);
+                return -ENOMEM;
+            }
+            goro__store_release(&reg.chunks[ci], mem);
+        }
+        /* Chunks hold a multiple of REG_BATCH slots: a batch never spans two. */
+        for (uint32_t i = 0; i < REG_BATCH; i++)
+            p->slotcache[p->nslot++] = lim + REG_BATCH - 1 - i;
+        goro__store_release(&reg.limit, lim + REG_BATCH);
+    }
+    goro__mutex_unlock(&reg.lock);
+    return 0;
+}
+
+int goro__reg_alloc(goro__p *p, uint32_t *slot)
+{
+    if (GORO__UNLIKELY(p->nslot == 0)) {
+        int rc = reg_refill(p);
+        if (rc)
+            return rc;
+    }
+    *slot = p->slotcache[--p->nslot];
+    return 0;
+}
+
+void goro__reg_free(goro__p *p, uint32_t slot)
+{
+    goro__reg_set(slot, NULL);
+    if (GORO__UNLIKELY(p->nslot == GORO__SLOT_CACHE)) {
+        goro__mutex_lock(&reg.lock);
+        uint32_t half = GORO__SLOT_CACHE / 2;
+        if (reg.nfree + half > reg.cap) {
+            uint32_t ncap = reg.cap ? reg.cap * 2 : 1024;
+            uint32_t *nf = realloc(reg.free, ncap * sizeof *nf);
+            if (!nf) {
+                /* Cannot grow the list: leak these indices (never reused). */
+                goro__mutex_unlock(&reg.lock);
+                p->nslot -= half;
+                p->slotcache[p->nslot++] = slot;
+                return;
+            }
+            reg.free = nf;
+            reg.cap = ncap;
+        }
+        for (uint32_t i = 0; i < half; i++)
+            reg.free[reg.nfree++] = p->slotcache[--p->nslot];
+        goro__mutex_unlock(&reg.lock);
+    }
+    p->slotcache[p->nslot++] = slot;
+}
+
+/* ---- newborn records --------------------------------------------------------- */
+
+#define NB_CHUNK (2u << 20)
+#define NB_REGION (16ull << 30)
+#define NB_HDR 64
+#define NB_SIZE GORO__ALIGN_UP(sizeof(goro__newborn), 32)
+#define NB_PER_CHUNK ((NB_CHUNK - NB_HDR) / NB_SIZE)
+#define NB_BIAS ((int64_t)1 << 40)
+#define NB_KEEP 4
+
+typedef struct nb_chunk {
+    _Atomic int64_t live;
+    struct nb_chunk *next;
+} nb_chunk;
+
+static struct {
+    goro__mutex lock;
+    char *region;   /* reserved, 2 MiB aligned */
+    char *mapping;  /* what to munmap */
+    size_t mapping_len;
+    size_t used;    /* bytes of the region handed out as chunks */
+    nb_chunk *free; /* recycled chunks */
+    uint32_t nfree;
+} nb;
+
+static int nb_init(void)
+{
+    size_t len = NB_REGION + NB_CHUNK;
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED)
+        return -ENOMEM;
+    nb.mapping = m;
+    nb.mapping_len = len;
+    nb.region = (char *)GORO__ALIGN_UP((uintptr_t)m, NB_CHUNK);
+    madvise(nb.region, NB_REGION, MADV_HUGEPAGE);
+    return 0;
+}
+
+static void nb_chunk_release(nb_chunk *c)
+{
+    goro__mutex_lock(&nb.lock);
+    bool drop = nb.nfree >= NB_KEEP;
+    if (drop) {
+        goro__mutex_unlock(&nb.lock);
+        madvise(c, NB_CHUNK, MADV_DONTNEED);
+        goro__mutex_lock(&nb.lock);
+    }
+    c->next = nb.free;
+    nb.free = c;
+    nb.nfree++;
+    goro__mutex_unlock(&nb.lock);
+}
+
+static nb_chunk *nb_chunk_get(void)
+{
+    goro__mutex_lock(&nb.lock);
+    if (!nb.region) {
+        if (nb_init() != 0) {
+            goro__mutex_unlock(&nb.lock);
+            return NULL;
+        }
+    }
+    nb_chunk *c = nb.free;
+    if (c) {
+        nb.free = c->next;
+        nb.nfree--;
+    } else if (nb.used + NB_CHUNK <= NB_REGION) {
+        c = (nb_chunk *)(nb.region + nb.used);
+        nb.used += NB_CHUNK;
+    }
+    goro__mutex_unlock(&nb.lock);
+    if (c) {
+        atomic_store_explicit(&c->live, NB_BIAS, memory_order_relaxed);
+        c->next = NULL;
+    }
+    return c;
+}
+
+static void nb_seal(char *chunk, uint32_t used)
+{
+    nb_chunk *c = (nb_chunk *)chunk;
+    int64_t d = NB_BIAS - (int64_t)used;
+    if (atomic_fetch_sub_explicit(&c->live, d, memory_order_acq_rel) == d)
+        nb_chunk_release(c);
+}
+
+goro__newborn *goro__newborn_alloc(goro__p *p)
+{
+    if (GORO__UNLIKELY(!p->nb_chunk || p->nb_used == NB_PER_CHUNK)) {
+        nb_chunk *c = nb_chunk_get();
+        if (!c)
+            return NULL;
+        if (p->nb_chunk)
+            nb_seal(p->nb_chunk, p->nb_used);
+        p->nb_chunk = (char *)c;
+        p->nb_used = 0;
+    }
+    return (goro__newborn *)(p->nb_chunk + NB_HDR + (size_t)p->nb_used++ * NB_SIZE);
+}
+
+void goro__newborn_free(goro__newborn *n)
+{
+    nb_chunk *c = (nb_chunk *)((uintptr_t)n & ~(uintptr_t)(NB_CHUNK - 1));
+    if (atomic_fetch_sub_explicit(&c->live, 1, memory_order_acq_rel) == 1)
+        nb_chunk_release(c);
+}
+
+/* ---- spawn ------------------------------------------------------------------- */
+
+int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_out)
+{
+    if (!fn)
+        return -EINVAL;
+    if (opts && opts->name && strnlen(opts->name, GORO_NAME_MAX) >= GORO_NAME_MAX)
+        return -ENAMETOOLONG;
+    goro__m *m = goro__getm();
+    if (!m || !m->curg)
+        return -EPERM;
+    goro__g *parent = m->curg;
+    goro__p *p = m->p;
+    uint32_t slot;
+    int rc = goro__reg_alloc(p, &slot);
+    if (rc)
+        return rc;
+    goro__newborn *n = goro__newborn_alloc(p);
+    if (!n) {
+        goro__reg_free(p, slot);
+        return -ENOMEM;
+    }
+    if (GORO__UNLIKELY(p->id_next == p->id_end)) {
+        p->id_next = atomic_fetch_add_explicit(&goro__sched_.next_id, 16, memory_order_relaxed);
+        p->id_end = p->id_next + 16;
+    }
+    uint64_t id = p->id_next++;
+    goro__spawn_info *in = &n->info;
+    in->fn = fn;
+    in->arg = arg;
+    in->parent_id = parent->base.id;
+    if (opts) {
+        in->file = opts->file;
+        in->func = opts->func;
+        in->line = opts->line;
+        if (opts->name)
+            strcpy(in->name, opts->name);
+        else
+            in->name[0] = 0;
+    } else {
+        in->file = in->func = NULL;
+        in->line = 0;
+        in->name[0] = 0;
+    }
+    in->npc = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
+                              parent->stack_hi, in->pc, NULL, GORO__CREATE_DEPTH);
+    n->base.schedlink = NULL;
+    n->base.id = id;
+    n->base.slot = slot;
+    n->base.kind = GORO__KIND_NEWBORN;
+    uint64_t old = goro__load_relaxed(&n->base.status);
+    goro__store_release(&n->base.status, GORO__GST(GORO__GST_SEQ(old) + 1, GORO__G_RUNNABLE));
+    goro__reg_set(slot, &n->base);
+    goro__store_relaxed(&p->nspawned, goro__load_relaxed(&p->nspawned) + 1);
+    goro__ready_new(&n->base);
+    if (id_out)
+        *id_out = id;
+    return 0;
+}
+
+size_t goro__count_goroutines(void)
+{
+    uint64_t spawned = 0, exited = 0;
+    for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
+        goro__p *p = goro__sched_.allp[i];
+        if (!p)
+            continue;
+        exited += goro__load_relaxed(&p->nexited);
+        spawned += goro__load_relaxed(&p->nspawned);
+    }
+    return spawned > exited ? (size_t)(spawned - exited) : 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------------ */
+
+GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__gsnap *o)
+{
+    o->id = gb->id;
+    o->state = GORO__GST_STATE(status);
+    o->npc = 0;
+    o->nwaiting_obj = 0;
+    if (gb->kind == GORO__KIND_NEWBORN) {
+        goro__newborn *n = (goro__newborn *)gb;
+        o->newborn = true;
+        o->wait_reason = GORO__WAIT_NONE;
+        o->wait_since = 0;
+        o->wait_obj = NULL;
+        o->info = n->info;
+        return;
+    }
+    goro__g *g = (goro__g *)gb;
+    o->newborn = false;
+    o->wait_reason = g->wait_reason;
+    o->wait_since = g->wait_since;
+    o->wait_obj = g->wait_obj;
+    o->info = g->info;
+    if (o->state == GORO__G_WAITING) {
+        uint32_t nw = g->nwaiting;
+        goro__waiter *w = g->waiting;
+        if (w && nw <= 65536 && (uintptr_t)w >= g->stack_lo && (uintptr_t)w < g->stack_hi) {
+            for (uint32_t i = 0; i < nw && o->nwaiting_obj < GORO__ARRAY_LEN(o->waiting_obj); i++)
+                o->waiting_obj[o->nwaiting_obj++] = w[i].obj;
+        }
+    }
+    if (o->state == GORO__G_WAITING || o->state == GORO__G_RUNNABLE) {
+        uintptr_t fps[GORO__ARRAY_LEN(o->pc)];
+        uint32_t n = goro__unwind_ctx((uintptr_t)g->sp, g->stack_lo, g->stack_hi, o->pc, fps,
+                                      GORO__ARRAY_LEN(o->pc));
+        /* Start at the public blocking call (hide the runtime's frames). */
+        uintptr_t wfp = (uintptr_t)g->wait_fp;
+        uint32_t skip = 0;
+        if (wfp) {
+            for (uint32_t i = 0; i < n; i++)
+                if (fps[i] == wfp) {
+                    skip = i;
+                    break;
+                }
+        }
+        memmove(o->pc, o->pc + skip, (n - skip) * sizeof o->pc[0]);
+        o->npc = n - skip;
+    }
+}
+
+bool goro__gsnap_take(uint32_t i, goro__gsnap *out)
+{
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        goro__gbase *gb = goro__reg_get(i);
+        if (!gb)
+            return false;
+        uint64_t s1 = goro__load_acquire(&gb->status);
+        unsigned st = GORO__GST_STATE(s1);
+        if (st == GORO__G_FREE || st == GORO__G_DEAD)
+            continue; /* in transition: the slot will be updated */
+        snap_copy(gb, s1, out);
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t s2 = goro__load_relaxed(&gb->status);
+        if (s1 == s2 && goro__reg_get(i) == gb)
+            return true;
+        goro__cpu_relax();
+    }
+    return false;
+}
+
+/* ---- teardown ------------------------------------------------------------------- */
+
+/* Runtime shutdown, single-threaded: detach abandoned goroutines from the
+ * primitives they wait on (so a later run never finds stale waiters) and
+ * drop the channel references their waits hold. */
+void goro__g_teardown_all(void)
+{
+    uint32_t lim = goro__reg_limit();
+    for (uint32_t i = 0; i < lim; i++) {
+        goro__gbase *gb = goro__reg_get(i);
+        if (!gb || gb->kind != GORO__KIND_G)
+            continue;
+        goro__g *g = (goro__g *)gb;
+        if (GORO__GST_STATE(goro__load_relaxed(&g->base.status)) == GORO__G_WAITING) {
+            for (uint32_t k = 0; k < g->nwaiting; k++) {
+                goro__waiter *w = &g->waiting[k];
+                if (w->lock) {
+                    goro__spin_lock(w->lock);
+                    if (w->q)
+                        goro__waitq_remove(w->q, w);
+                    goro__spin_unlock(w->lock);
+                }
+                if (w->drop)
+                    w->drop(w);
+            }
+        }
+        goro__san_fiber_destroy(g->tsan_fiber);
+        g->tsan_fiber = NULL;
+    }
+}
+
+void goro__g_subsystem_fini(void)
+{
+    for (uint32_t c = 0; c < REG_MAX_CHUNKS; c++) {
+        void *mem = goro__load_relaxed(&reg.chunks[c]);
+        if (mem)
+            munmap(mem, REG_CHUNK * sizeof(void *));
+    }
+    free(reg.free);
+    if (nb.mapping)
+        munmap(nb.mapping, nb.mapping_len);
+    memset(&reg, 0, sizeof reg);
+    memset(&nb, 0, sizeof nb);
+}

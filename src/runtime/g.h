@@ -1,0 +1,171 @@
+/*
+ * g.h - the goroutine record (G), built for diagnosis.
+ *
+ * A goroutine exists in two forms:
+ *  - a *newborn* (goro__newborn, ~170 bytes in a region of recycled 2 MiB
+ *    chunks) from goro_spawn until it first runs. Spawning allocates no stack,
+ *    so a burst of a million spawns costs no stack page faults.
+ *  - a *G* (goro__g) from its first run until it exits. The G record lives at
+ *    the top of the goroutine's own stack, in the same page as its first
+ *    frames: a parked goroutine costs one resident page plus an 8-byte
+ *    registry slot and whatever it waits on (the parked-goroutine memory
+ *    budget is ~4 KiB).
+ * Both start with goro__gbase so run queues and the registry handle either.
+ * When a newborn first runs, the scheduler copies its spawn information into
+ * the G on a stack from the P's cache and republishes the registry slot.
+ *
+ * Registry: every goroutine owns one slot of a global array of pointers
+ * (goro__reg_*), from spawn to exit. Iterating the slots visits every
+ * goroutine exactly once; nothing is locked.
+ *
+ * Status word (gbase.status): state in the low 4 bits, a sequence number
+ * above. The sequence increases every time the goroutine stops running
+ * (parks, yields, exits) and is never reset for a memory location, so
+ * (seq, state) identifies one stretch of one goroutine's life:
+ *  - only the owning thread moves a goroutine RUNNABLE->RUNNING and
+ *    RUNNING->WAITING/RUNNABLE/DEAD (plain release stores);
+ *  - any thread may *claim* a WAITING goroutine with a CAS
+ *    (seq, WAITING) -> (seq, RUNNABLE). Exactly one waker wins; it then fills
+ *    in the wake result and puts the goroutine on a run queue. Channels,
+ *    select, timers and sync primitives all wake through this claim.
+ *  - diagnostic readers (dumps, profiles, leak checks) copy what they need
+ *    from a G without any lock and keep the copy only if the status word and
+ *    the registry slot are unchanged afterwards (a seqlock). Records and
+ *    stacks are never unmapped while the runtime runs, so a stale read is
+ *    harmless.
+ */
+#ifndef GORO_G_H
+#define GORO_G_H
+
+#include "runtime/internal.h"
+#include "runtime/lock.h"
+#include "runtime/timer.h"
+
+enum goro__gstate {
+    GORO__G_FREE = 0,
+    GORO__G_RUNNABLE = 1,
+    GORO__G_RUNNING = 2,
+    GORO__G_WAITING = 3,
+    GORO__G_DEAD = 4,
+    GORO__G_SYSCALL = 5,
+};
+#define GORO__GST_STATE(s) ((unsigned)((s)&0xf))
+#define GORO__GST_SEQ(s) ((s) >> 4)
+#define GORO__GST(seq, state) (((uint64_t)(seq) << 4) | (uint64_t)(state))
+
+/* Wait reasons: Go's strings, in the order of goro__wait_reason_str. */
+enum goro__wait_reason {
+    GORO__WAIT_NONE = 0,
+    GORO__WAIT_CHAN_SEND,
+    GORO__WAIT_CHAN_RECV,
+    GORO__WAIT_SELECT,
+    GORO__WAIT_SELECT_NO_CASES,
+    GORO__WAIT_SLEEP,
+    GORO__WAIT_MUTEX,
+    GORO__WAIT_RWMUTEX_RLOCK,
+    GORO__WAIT_RWMUTEX_LOCK,
+    GORO__WAIT_WAITGROUP,
+    GORO__WAIT_COND,
+    GORO__WAIT_ONCE,
+    GORO__WAIT_IO,
+    GORO__WAIT_CTX,
+    GORO__WAIT_COUNT
+};
+const char *goro__wait_reason_str(unsigned reason);
+
+/* The goro primitive a wait reason blocks on (for leak analysis): true for
+ * channels, select and sync primitives; false for sleep, I/O, syscalls. */
+bool goro__wait_reason_is_primitive(unsigned reason);
+
+#define GORO__CREATE_DEPTH 6
+
+/* Everything decided at spawn time; immutable afterwards. */
+typedef struct goro__spawn_info {
+    goro_fn fn;
+    void *arg;
+    uint64_t parent_id;
+    const char *file; /* creation site from goro_go (may be NULL) */
+    const char *func;
+    int32_t line;
+    uint32_t npc;                      /* creation stack depth */
+    uintptr_t pc[GORO__CREATE_DEPTH];  /* return addresses, spawner first */
+    char name[GORO_NAME_MAX];
+} goro__spawn_info;
+
+enum { GORO__KIND_NEWBORN = 1, GORO__KIND_G = 2 };
+
+typedef struct goro__gbase {
+    _Atomic uint64_t status;
+    struct goro__gbase *schedlink; /* global run queue link */
+    uint64_t id;
+    uint32_t slot;                 /* registry index */
+    uint8_t kind;                  /* GORO__KIND_* */
+} goro__gbase;
+
+typedef struct goro__newborn {
+    goro__gbase base;
+    goro__spawn_info info;
+} goro__newborn;
+
+struct goro__waiter;
+
+typedef struct goro__g {
+    goro__gbase base;
+    void *sp;                      /* saved context while not running */
+    /* Stack slot identity: set once per slot by stack.c, kept across reuse. */
+    uintptr_t stack_lo;            /* lowest usable byte (above the guard) */
+    uintptr_t stack_hi;            /* == (uintptr_t)this record */
+    uint32_t stack_region, stack_index;
+    uint8_t stack_canary;          /* no guard page: canary at stack_lo */
+    struct goro__m *m;             /* thread running it (only while RUNNING) */
+    /* Wait information, written by the goroutine itself before it parks. */
+    uint8_t wait_reason;
+    uint8_t longrun_reported;
+    int64_t wait_since;            /* coarse clock */
+    const void *wait_obj;          /* primitive waited on (first one) */
+    void *wait_fp;                 /* frame of the public blocking call */
+    struct goro__waiter *waiting;  /* waiter records on this stack */
+    uint32_t nwaiting;
+    /* Wake result, written by the claimer before it readies the goroutine. */
+    int32_t wake;
+    goro__timer timer;             /* deadline of the current wait */
+    goro__spawn_info info;
+    /* Tool support (sanitizer fibers). */
+    void *asan_fake_stack;
+    void *tsan_fiber;
+} goro__g;
+
+/* Wake values (goro__g.wake) other than a select case index. */
+#define GORO__WAKE_NONE (-1)
+#define GORO__WAKE_TIMEOUT (-2)
+#define GORO__WAKE_CLOSED (-3)
+
+/* ---- registry ----------------------------------------------------------- */
+
+/* Upper bound (exclusive) of slot indices handed out so far. */
+uint32_t goro__reg_limit(void);
+/* The goroutine in slot i, or NULL (acquire load). */
+goro__gbase *goro__reg_get(uint32_t i);
+void goro__reg_set(uint32_t i, goro__gbase *g);
+
+/* A consistent copy of one goroutine, for dumps, profiles and leak checks. */
+typedef struct goro__gsnap {
+    uint64_t id;
+    unsigned state;
+    unsigned wait_reason;
+    bool newborn;
+    int64_t wait_since;
+    const void *wait_obj;
+    goro__spawn_info info;
+    uint32_t npc;          /* current stack, innermost first */
+    uintptr_t pc[64];
+    const void *waiting_obj[8]; /* primitives waited on (select: several) */
+    uint32_t nwaiting_obj;
+} goro__gsnap;
+
+/* Snapshot the goroutine in registry slot i. Returns false if the slot is
+ * empty. A goroutine that is running on another thread is copied without
+ * its stack (npc = 0). Never blocks the goroutine. */
+bool goro__gsnap_take(uint32_t i, goro__gsnap *out);
+
+#endif /* GORO_G_H */

@@ -1,0 +1,95 @@
+/*
+ * internal.h - definitions shared by every goro module.
+ *
+ * Owns: the internal naming (goro__ for non-static symbols), small helpers
+ * (likely/unlikely, alignment, atomics shorthands), the internal assert and
+ * panic, the sanitizer-detection macros, and the clocks. No state lives
+ * here.
+ */
+#ifndef GORO_INTERNAL_H
+#define GORO_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "goro.h"
+
+#define GORO__LIKELY(x) __builtin_expect(!!(x), 1)
+#define GORO__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define GORO__NOINLINE __attribute__((noinline))
+#define GORO__NORETURN __attribute__((noreturn))
+#define GORO__UNUSED __attribute__((unused))
+#define GORO__CACHELINE 64
+#define GORO__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uintptr_t)(a)-1))
+#define GORO__CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#define GORO__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Relaxed / acquire / release shorthands. */
+#define goro__load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define goro__load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define goro__store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define goro__store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+
+/* ---- sanitizers and tools ------------------------------------------------ */
+#if defined(__SANITIZE_ADDRESS__)
+#define GORO__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GORO__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define GORO__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GORO__TSAN 1
+#endif
+#endif
+#ifndef GORO__ASAN
+#define GORO__ASAN 0
+#endif
+#ifndef GORO__TSAN
+#define GORO__TSAN 0
+#endif
+
+/* Functions that read other goroutines' stacks or racy snapshot fields on
+ * purpose (validated afterwards by a sequence number) are not instrumented. */
+#if defined(__clang__)
+#define GORO__NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
+#else
+#define GORO__NO_SANITIZE                                                      \
+    __attribute__((no_sanitize_address, no_sanitize_thread, no_sanitize_undefined))
+#endif
+
+/* ---- panic and assert ---------------------------------------------------- */
+
+/* Print "goro: fatal: <msg> (goroutine N, FILE:LINE)" and abort. Used for
+ * broken runtime invariants, never for bad user input. */
+GORO__NORETURN void goro__panic_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define goro__panic(...) goro__panic_at(__FILE__, __LINE__, __VA_ARGS__)
+#define GORO__ASSERT(cond)                                                     \
+    do {                                                                       \
+        if (GORO__UNLIKELY(!(cond)))                                           \
+            goro__panic_at(__FILE__, __LINE__, "assertion failed: %s", #cond); \
+    } while (0)
+
+/* Write a whole buffer to fd, async-signal-safe; returns 0 or -errno. */
+int goro__write_all(int fd, const void *buf, size_t len);
+
+/* ---- clocks -------------------------------------------------------------- */
+
+/* goro_now(): CLOCK_MONOTONIC nanoseconds. */
+int64_t goro__nanotime(void);
+
+/* A coarse clock (a few ms old at worst while any goroutine runs): what
+ * parking goroutines stamp as their wait start, so parking does not pay for
+ * a clock read. Updated by sysmon and by threads waking from sleep. */
+extern _Atomic int64_t goro__coarse_now;
+static inline int64_t goro__coarsetime(void) { return goro__load_relaxed(&goro__coarse_now); }
+static inline void goro__coarse_update(int64_t now) { goro__store_relaxed(&goro__coarse_now, now); }
+
+#endif /* GORO_INTERNAL_H */

@@ -1,0 +1,287 @@
+/*
+ * sched.h - the M:N scheduler's internal interface: processors (P), OS
+ * threads (M), run queues, parking and readying goroutines.
+ *
+ * See the design comment at the top of sched.c for the model and the
+ * invariants; this header is what channels, select, sync, timers and the
+ * diagnostics use.
+ */
+#ifndef GORO_SCHED_H
+#define GORO_SCHED_H
+
+#include <pthread.h>
+
+#include "runtime/g.h"
+#include "runtime/internal.h"
+#include "runtime/lock.h"
+#include "runtime/timer.h"
+
+#define GORO__MAX_PROCS 256
+#define GORO__RUNQ_SIZE 256
+#define GORO__STACK_CACHE 64
+#define GORO__SLOT_CACHE 64
+
+/* ---- wait queues and waiter records -------------------------------------- */
+
+/* A waiter is what a blocked goroutine leaves on a queue: it lives on the
+ * goroutine's own stack for the duration of the wait. Queues are circular
+ * doubly-linked lists protected by the owning primitive's spinlock. */
+typedef struct goro__waiter {
+    struct goro__waiter *next, *prev;
+    struct goro__g *g;
+    uint64_t seq;            /* status sequence of the wait (claim token) */
+    void *elem;              /* channel element source / destination */
+    struct goro__waitq *q;   /* queue it is on, NULL once dequeued */
+    goro__spinlock *lock;    /* lock that protects q */
+    const void *obj;         /* the primitive (channel, mutex, ...) */
+    int32_t index;           /* select case index, or primitive-specific */
+    uint32_t arg;            /* primitive-specific */
+    int64_t t;               /* primitive-specific (mutex: first enqueue time) */
+    uint8_t ok;              /* set by the waker */
+    /* Runtime teardown: release what the wait holds (a channel reference). */
+    void (*drop)(struct goro__waiter *w);
+} goro__waiter;
+
+typedef struct goro__waitq {
+    goro__waiter *head;
+} goro__waitq;
+
+static inline bool goro__waitq_empty(const goro__waitq *q) { return q->head == NULL; }
+
+static inline void goro__waitq_push(goro__waitq *q, goro__waiter *w)
+{
+    w->q = q;
+    if (!q->head) {
+        w->next = w->prev = w;
+        q->head = w;
+    } else {
+        goro__waiter *h = q->head;
+        w->next = h;
+        w->prev = h->prev;
+        h->prev->next = w;
+        h->prev = w;
+    }
+}
+
+static inline void goro__waitq_push_front(goro__waitq *q, goro__waiter *w)
+{
+    goro__waitq_push(q, w);
+    q->head = w;
+}
+
+static inline void goro__waitq_remove(goro__waitq *q, goro__waiter *w)
+{
+    if (w->next == w) {
+        q->head = NULL;
+    } else {
+        w->prev->next = w->next;
+        w->next->prev = w->prev;
+        if (q->head == w)
+            q->head = w->next;
+    }
+    w->next = w->prev = NULL;
+    w->q = NULL;
+}
+
+/* ---- processors and threads ------------------------------------------------ */
+
+typedef struct goro__p {
+    uint32_t id;
+    _Atomic uint32_t status;            /* GORO__P_IDLE / GORO__P_RUNNING */
+    struct goro__m *m;                  /* owner while running */
+    struct goro__p *link;               /* idle list */
+    /* Run queue: single producer (the owner), many consumers (stealers). */
+    _Alignas(GORO__CACHELINE) _Atomic uint32_t runqhead;
+    _Atomic uint32_t runqtail;
+    _Atomic(goro__gbase *) runnext;
+    _Atomic(goro__gbase *) runq[GORO__RUNQ_SIZE];
+    /* Scheduling ticks: sysmon uses them to spot a goroutine that has not
+     * yielded; `stuck` then lets stealers take runnext too. */
+    _Alignas(GORO__CACHELINE) _Atomic uint32_t schedtick;
+    _Atomic uint32_t stuck;
+    _Atomic uint32_t cur_slot;          /* registry slot + 1 of the running G */
+    /* Timers (timer.c). */
+    goro__spinlock timers_lock;
+    goro__timer **timers;
+    uint32_t ntimers, timers_cap;
+    _Atomic int64_t timer0;             /* earliest when, 0 if none */
+    /* Owner-only caches. */
+    struct goro__g *scache[GORO__STACK_CACHE];
+    uint32_t nscache;
+    uint32_t slotcache[GORO__SLOT_CACHE];
+    uint32_t nslot;
+    uint64_t id_next, id_end;
+    char *nb_chunk;                     /* newborn region chunk being filled */
+    uint32_t nb_used;
+    uint64_t rng;
+    /* Goroutine counts, written by the owner, summed by readers. */
+    _Atomic uint64_t nspawned, nexited;
+} goro__p;
+
+enum { GORO__P_IDLE = 0, GORO__P_RUNNING = 1 };
+
+enum { GORO__AFTER_NONE = 0, GORO__AFTER_PARK, GORO__AFTER_YIELD, GORO__AFTER_EXIT };
+
+typedef struct goro__m {
+    uint32_t id;
+    pthread_t thread;
+    bool is_main;                       /* the thread that called goro_run */
+    _Atomic uint32_t park;              /* futex word for stopm */
+    struct goro__p *p;                  /* P held, NULL when idle */
+    struct goro__p *nextp;              /* P handed over by startm */
+    struct goro__g *curg;               /* running goroutine, NULL on g0 */
+    void *g0_sp;                        /* saved scheduler context */
+    bool spinning;
+    struct goro__m *link;               /* idle list */
+    struct goro__m *alllink;
+    /* What the goroutine that just switched away asked us to finish. */
+    struct {
+        int kind;
+        struct goro__g *g;
+        void (*commit)(void *arg);
+        void *arg;
+        int64_t deadline;
+    } after;
+    /* Native thread stack (the g0 stack): bounds for unwinding and tools. */
+    uintptr_t g0_lo, g0_hi;
+    void *g0_asan_fake;
+    void *g0_tsan_fiber;
+    void *altstack;
+} goro__m;
+
+/* The M of the calling thread (NULL for threads that are not the runtime's).
+ * Not cached by the compiler across context switches. */
+goro__m *goro__getm(void);
+
+/* The running goroutine, or NULL. */
+static inline goro__g *goro__getg(void)
+{
+    goro__m *m = goro__getm();
+    return m ? m->curg : NULL;
+}
+
+/* True while goro_run is active. */
+bool goro__running(void);
+
+/* ---- parking and readying --------------------------------------------------- */
+
+/* Sequence number the calling goroutine's next wait will carry. Waiter
+ * records must be stamped with it before they become visible. */
+static inline uint64_t goro__park_seq(goro__g *g)
+{
+    return GORO__GST_SEQ(goro__load_relaxed(&g->base.status)) + 1;
+}
+
+/* Block the calling goroutine. After the switch away has completed, the
+ * scheduler marks it WAITING, arms its timer if deadline is not
+ * GORO_NO_DEADLINE, and calls commit(arg) (typically: unlock the lock that
+ * protects the queue the goroutine put its waiter on). Returns the wake
+ * value set by whoever claimed it (GORO__WAKE_TIMEOUT for the deadline). The
+ * timer is always disarmed on return. */
+int32_t goro__park(unsigned reason, const void *obj, void (*commit)(void *), void *arg,
+                   int64_t deadline);
+
+/* Commit helper: unlock the goro__spinlock at arg. */
+void goro__commit_unlock(void *lock);
+
+/* Claim the goroutine behind waiter w (CAS WAITING -> RUNNABLE for w's
+ * sequence). Returns false if someone else already woke it. On success the
+ * caller must set anything the goroutine reads on waking, then call
+ * goro__ready. */
+bool goro__claim(goro__g *g, uint64_t seq, int32_t wake);
+
+/* Put a claimed goroutine on a run queue. next: run it as soon as the
+ * current goroutine blocks (channel hand-off). May be called from any
+ * thread. */
+void goro__ready(goro__g *g, bool next);
+
+/* Queue a just-spawned goroutine on the current P and wake an idle thread. */
+void goro__ready_new(goro__gbase *gb);
+
+/* Record the frame of the public blocking call that is about to park, so
+ * dumps start at that call. */
+#define GORO__WAIT_FRAME(g) ((g)->wait_fp = __builtin_frame_address(0))
+
+/* ---- internals shared with g.c, stack.c, timer.c, sysmon.c, dump.c ---------- */
+
+typedef struct goro__sched {
+    goro__mutex lock;
+    goro__p *pidle;
+    _Atomic uint32_t npidle;
+    goro__m *midle;
+    uint32_t nmidle;
+    _Atomic uint32_t nmspinning;
+    goro__m *allm;
+    uint32_t mcount;
+    /* Global run queue (under lock). */
+    goro__gbase *gq_head, *gq_tail;
+    _Atomic uint32_t gq_size;
+    /* Configuration. */
+    goro__p *allp[GORO__MAX_PROCS];
+    uint32_t nprocs;
+    size_t stack_size;
+    unsigned flags;
+    int64_t longrun_ns;
+    /* Global state. */
+    _Atomic uint32_t shutdown;
+    _Atomic uint64_t next_id;           /* id batches for Ps */
+    _Atomic int64_t poll_until;         /* 0: nobody polls; else its wake time */
+    _Atomic uint32_t nwaiting_io;       /* goroutines blocked in netpoll */
+    _Atomic uint32_t nsyscall;          /* goroutines in blocking calls */
+} goro__sched;
+
+extern goro__sched goro__sched_;
+
+void goro__wakep(void);
+uint64_t goro__rand(void);
+goro__p *goro__curp(void);
+
+/* g.c */
+int goro__reg_alloc(goro__p *p, uint32_t *slot);
+void goro__reg_free(goro__p *p, uint32_t slot);
+goro__newborn *goro__newborn_alloc(goro__p *p);
+void goro__newborn_free(goro__newborn *nb);
+void goro__g_teardown_all(void);
+void goro__g_subsystem_fini(void);
+size_t goro__count_goroutines(void);
+GORO__NORETURN void goro__g_start(goro__g *g);
+
+/* stack.c: stacks with their G record at the top. */
+int goro__stack_init(size_t stack_size);
+void goro__stack_fini(void);
+goro__g *goro__stack_alloc(goro__p *p);
+void goro__stack_free(goro__p *p, goro__g *g);
+void goro__stack_flush_cache(goro__p *p);
+void goro__stack_scavenge(void);
+/* If addr lies in a goroutine stack's guard or lowest page, the goroutine
+ * record of that stack (for the overflow report); else NULL. */
+goro__g *goro__stack_overflow_owner(uintptr_t addr);
+bool goro__stack_check_canary(goro__g *g);
+void goro__stack_overflow_report(goro__g *g);
+
+/* netpoll.c */
+int goro__netpoll_init(void);
+void goro__netpoll_fini(void);
+/* Wait for I/O or until `until` (0: do not block, INT64_MAX: no timeout);
+ * returns true if woken by goro__netpoll_break. */
+bool goro__netpoll(int64_t until);
+void goro__netpoll_break(void);
+
+/* sysmon.c */
+int goro__sysmon_start(void);
+void goro__sysmon_stop(void);
+void goro__sysmon_wake(void);
+/* A P became busy after the whole runtime was idle: restart the ticks. */
+void goro__sysmon_note_busy(void);
+void goro__sysmon_request_dump(void);
+
+/* signals.c */
+int goro__signals_install(void);
+void goro__signals_restore(void);
+int goro__m_altstack_init(goro__m *m);
+void goro__m_altstack_fini(goro__m *m);
+
+/* dump.c: write all goroutines, Go crash-dump shape. */
+int goro__dump_all(int fd, const char *header);
+
+#endif /* GORO_SCHED_H */

@@ -1,0 +1,130 @@
+/*
+ * signals.c - the runtime's signal handling.
+ *
+ * Owns: SIGSEGV/SIGBUS (a fault in a goroutine stack's guard or lowest page
+ * is a stack overflow: report "goroutine N (created at FILE:LINE)
+ * overflowed its stack" and exit 2; any other fault is passed on to the
+ * handler that was installed before goro_run, after one line naming the
+ * goroutine that faulted), SIGQUIT (ask sysmon to print the goroutine dump,
+ * like Go), and one alternate signal stack per runtime thread so the fault
+ * handler can run when a goroutine's stack is exhausted.
+ * Handlers are installed by goro_run and restored when it returns.
+ * Everything reachable from a handler is async-signal-safe.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/sched.h"
+
+#define ALTSTACK_SIZE (64 * 1024)
+
+static struct sigaction old_segv, old_bus, old_quit;
+static bool installed;
+
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    /* Default action: reinstall it and return; the fault happens again. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+}
+
+static void fault_handler(int sig, siginfo_t *si, void *uc)
+{
+    goro__g *g = goro__stack_overflow_owner((uintptr_t)si->si_addr);
+    if (g)
+        goro__stack_overflow_report(g); /* exits */
+    goro__m *m = goro__getm();
+    if (m && m->curg) {
+        static const char msg[] = "goro: fatal signal in goroutine ";
+        char num[24], tmp[24];
+        size_t n = 0;
+        uint64_t v = m->curg->base.id;
+        do {
+            tmp[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        for (size_t i = 0; i < n; i++)
+            num[i] = tmp[n - 1 - i];
+        goro__write_all(2, msg, sizeof msg - 1);
+        goro__write_all(2, num, n);
+        if (m->curg->info.file) {
+            goro__write_all(2, " created at ", 12);
+            goro__write_all(2, m->curg->info.file, strlen(m->curg->info.file));
+        }
+        goro__write_all(2, "\n", 1);
+    }
+    chain(sig, si, uc);
+}
+
+static void quit_handler(int sig)
+{
+    (void)sig;
+    goro__sysmon_request_dump();
+}
+
+int goro__signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fault_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &old_segv) != 0 || sigaction(SIGBUS, &sa, &old_bus) != 0)
+        return -errno;
+    struct sigaction q;
+    memset(&q, 0, sizeof q);
+    q.sa_handler = quit_handler;
+    q.sa_flags = SA_RESTART;
+    sigemptyset(&q.sa_mask);
+    if (sigaction(SIGQUIT, &q, &old_quit) != 0)
+        return -errno;
+    installed = true;
+    return 0;
+}
+
+void goro__signals_restore(void)
+{
+    if (!installed)
+        return;
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    installed = false;
+}
+
+int goro__m_altstack_init(goro__m *m)
+{
+    m->altstack = malloc(ALTSTACK_SIZE);
+    if (!m->altstack)
+        return -ENOMEM;
+    stack_t ss = {.ss_sp = m->altstack, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        free(m->altstack);
+        m->altstack = NULL;
+        return -errno;
+    }
+    return 0;
+}
+
+void goro__m_altstack_fini(goro__m *m)
+{
+    if (!m->altstack)
+        return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(m->altstack);
+    m->altstack = NULL;
+}

@@ -1,0 +1,174 @@
+/*
+ * sysmon.c - the system monitor thread.
+ *
+ * Owns: periodic chores that no goroutine can be trusted to do, because
+ * goroutines are never preempted:
+ *  - a P whose scheduling tick has not moved for a full period (~10 ms) is
+ *    running one goroutine without yielding: mark it "stuck" (stealers may
+ *    then take its runnext too) and, if it has queued goroutines or due
+ *    timers, wake an idle thread to take them over;
+ *  - report a goroutine that has been running longer than the longrun
+ *    threshold, once per stretch, on stderr;
+ *  - keep the coarse clock fresh;
+ *  - return free goroutine stacks to the OS (goro__stack_scavenge);
+ *  - write the SIGQUIT dump (the signal handler only sets a flag).
+ * When every P is idle it stops ticking and sleeps until a P becomes busy,
+ * so an idle runtime costs no CPU.
+ *
+ * Locking: sysmon reads per-P atomics only; it takes no scheduler lock
+ * except through goro__wakep.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/sched.h"
+#include "runtime/symbolize.h"
+
+#define TICK (10 * GORO_MILLISECOND)
+#define SCAVENGE_EVERY (500 * GORO_MILLISECOND)
+#define IDLE_SLEEP (1000 * GORO_MILLISECOND)
+
+static struct {
+    pthread_t thread;
+    bool started;
+    _Atomic uint32_t word; /* futex: bumped to wake sysmon */
+    _Atomic uint32_t stop;
+    _Atomic uint32_t dump;
+    _Atomic uint32_t deep; /* sleeping with the long idle timeout */
+    uint32_t lasttick[GORO__MAX_PROCS];
+    int64_t since[GORO__MAX_PROCS];
+    bool reported[GORO__MAX_PROCS];
+} sm;
+
+void goro__sysmon_wake(void)
+{
+    atomic_fetch_add(&sm.word, 1);
+    goro__futex_wake(&sm.word, 1);
+}
+
+void goro__sysmon_note_busy(void)
+{
+    if (goro__load_relaxed(&sm.deep))
+        goro__sysmon_wake();
+}
+
+/* Async-signal-safe. */
+void goro__sysmon_request_dump(void)
+{
+    atomic_store(&sm.dump, 1);
+    goro__sysmon_wake();
+}
+
+static void report_longrun(goro__p *p, int64_t dur)
+{
+    uint32_t slot = goro__load_relaxed(&p->cur_slot);
+    if (!slot)
+        return;
+    goro__gsnap *s = malloc(sizeof *s);
+    if (!s)
+        return;
+    if (goro__gsnap_take(slot - 1, s) && s->state == GORO__G_RUNNING) {
+        char site[512];
+        goro__format_site(site, sizeof site, &s->info);
+        fprintf(stderr,
+                "goro: goroutine %llu has been running for %.2fs without reaching a scheduling "
+                "point (created at %s); other goroutines of its processor are handed to other "
+                "threads\n",
+                (unsigned long long)s->id, (double)dur / GORO_SECOND, site);
+    }
+    free(s);
+}
+
+static bool retake(int64_t now)
+{
+    bool busy = false;
+    for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
+        goro__p *p = goro__sched_.allp[i];
+        if (goro__load_relaxed(&p->status) != GORO__P_RUNNING) {
+            sm.since[i] = 0;
+            continue;
+        }
+        busy = true;
+        uint32_t tick = goro__load_relaxed(&p->schedtick);
+        if (tick != sm.lasttick[i] || sm.since[i] == 0) {
+            sm.lasttick[i] = tick;
+            sm.since[i] = now;
+            sm.reported[i] = false;
+            continue;
+        }
+        int64_t dur = now - sm.since[i];
+        if (dur < TICK)
+            continue;
+        goro__store_relaxed(&p->stuck, 1);
+        bool work = goro__load_acquire(&p->runqhead) != goro__load_acquire(&p->runqtail) ||
+                    goro__load_relaxed(&p->runnext) != NULL;
+        int64_t t0 = goro__load_relaxed(&p->timer0);
+        if (work || (t0 && t0 <= now))
+            goro__wakep();
+        if (goro__sched_.longrun_ns > 0 && dur >= goro__sched_.longrun_ns && !sm.reported[i]) {
+            sm.reported[i] = true;
+            report_longrun(p, dur);
+        }
+    }
+    return busy;
+}
+
+static void do_dump(void)
+{
+    goro__dump_all(2, "SIGQUIT: quit\n\n");
+    const char *mode = getenv("GORO_SIGQUIT");
+    if (!mode || strcmp(mode, "dump") != 0)
+        _exit(2);
+}
+
+static void *sysmon_main(void *arg)
+{
+    (void)arg;
+    int64_t last_scavenge = goro__nanotime();
+    int idle = 0;
+    while (!atomic_load(&sm.stop)) {
+        uint32_t w = atomic_load(&sm.word);
+        bool deep = idle >= 3;
+        if (deep)
+            atomic_store(&sm.deep, 1);
+        goro__futex_wait(&sm.word, w, deep ? IDLE_SLEEP : TICK);
+        if (deep)
+            atomic_store(&sm.deep, 0);
+        if (atomic_load(&sm.stop))
+            break;
+        int64_t now = goro__nanotime();
+        goro__coarse_update(now);
+        if (atomic_exchange(&sm.dump, 0))
+            do_dump();
+        bool busy = retake(now);
+        if (now - last_scavenge >= SCAVENGE_EVERY || (!busy && idle == 2)) {
+            goro__stack_scavenge();
+            last_scavenge = now;
+        }
+        idle = busy ? 0 : idle + 1;
+    }
+    return NULL;
+}
+
+int goro__sysmon_start(void)
+{
+    memset(&sm, 0, sizeof sm);
+    int rc = pthread_create(&sm.thread, NULL, sysmon_main, NULL);
+    if (rc)
+        return -rc;
+    sm.started = true;
+    return 0;
+}
+
+void goro__sysmon_stop(void)
+{
+    if (!sm.started)
+        return;
+    atomic_store(&sm.stop, 1);
+    goro__sysmon_wake();
+    pthread_join(sm.thread, NULL);
+    sm.started = false;
+}

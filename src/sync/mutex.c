@@ -1,0 +1,170 @@
+/*
+ * mutex.c - goro_mutex: a goroutine mutex (Go's sync.Mutex).
+ *
+ * state: bit 0 LOCKED, bit 1 WAITERS (some goroutine is queued; changed only
+ * under sq.lock). Lock is one CAS when free; unlock is one CAS when nobody
+ * waits. With waiters, unlock wakes the first one:
+ *  - normally it releases the lock and the woken goroutine competes for it
+ *    with newcomers (they are already on a CPU, so throughput is better); a
+ *    waiter that loses goes back to the *front* of the queue;
+ *  - once the first waiter has waited more than 1 ms (since it first
+ *    queued), unlock hands the lock to it directly (state stays LOCKED), so
+ *    no waiter starves. This is Go's normal/starvation mode split, decided
+ *    per unlock.
+ * A mutex is not owned by a goroutine: any goroutine may unlock it.
+ */
+#include "sync/syncq.h"
+
+#define LOCKED 1u
+#define WAITERS 2u
+#define STARVE_NS GORO_MILLISECOND
+#define WAKE_RETRY 0
+#define WAKE_HANDOFF 1
+
+typedef struct mutex_impl {
+    _Atomic uint32_t state;
+    uint32_t pad;
+    goro__syncq sq;
+} mutex_impl;
+
+_Static_assert(sizeof(mutex_impl) <= sizeof(goro_mutex), "goro_mutex too small");
+_Static_assert(_Alignof(mutex_impl) <= _Alignof(goro_mutex), "goro_mutex misaligned");
+
+static inline mutex_impl *impl(goro_mutex *m) { return (mutex_impl *)(void *)m; }
+
+static inline bool try_acquire(mutex_impl *mi)
+{
+    uint32_t s = goro__load_relaxed(&mi->state);
+    while (!(s & LOCKED)) {
+        if (atomic_compare_exchange_weak_explicit(&mi->state, &s, s | LOCKED,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+GORO__NOINLINE static int lock_slow(mutex_impl *mi, int64_t deadline)
+{
+    for (int i = 0; i < 32; i++) {
+        goro__cpu_relax();
+        if (try_acquire(mi))
+            return 0;
+    }
+    goro__g *g = goro__sync_self();
+    if (!g)
+        return -EPERM;
+    goro__waiter me;
+    me.t = 0;
+    me.arg = 0;
+    bool front = false;
+    for (;;) {
+        goro__spin_lock(&mi->sq.lock);
+        if (try_acquire(mi)) {
+            goro__spin_unlock(&mi->sq.lock);
+            return 0;
+        }
+        if (deadline != GORO_NO_DEADLINE && deadline <= goro__nanotime()) {
+            goro__spin_unlock(&mi->sq.lock);
+            return -ETIMEDOUT;
+        }
+        if (me.t == 0)
+            me.t = goro__nanotime();
+        atomic_fetch_or_explicit(&mi->state, WAITERS, memory_order_relaxed);
+        int32_t wake = goro__syncq_park(&mi->sq, g, &me, GORO__WAIT_MUTEX, mi, deadline, front);
+        if (wake == WAKE_HANDOFF)
+            return 0;
+        if (wake == GORO__WAKE_TIMEOUT) {
+            goro__spin_lock(&mi->sq.lock);
+            if (mi->sq.n == 0)
+                atomic_fetch_and_explicit(&mi->state, ~WAITERS, memory_order_relaxed);
+            goro__spin_unlock(&mi->sq.lock);
+            return -ETIMEDOUT;
+        }
+        if (try_acquire(mi))
+            return 0;
+        front = true; /* lost to a newcomer: wait at the head */
+    }
+}
+
+int goro_mutex_lock(goro_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    mutex_impl *mi = impl(m);
+    uint32_t zero = 0;
+    if (GORO__LIKELY(atomic_compare_exchange_strong_explicit(
+            &mi->state, &zero, LOCKED, memory_order_acquire, memory_order_relaxed)))
+        return 0;
+    goro__g *g = goro__getg();
+    if (!g)
+        return -EPERM;
+    GORO__WAIT_FRAME(g);
+    return lock_slow(mi, GORO_NO_DEADLINE);
+}
+
+int goro_mutex_lock_until(goro_mutex *m, int64_t deadline)
+{
+    if (!m)
+        return -EINVAL;
+    mutex_impl *mi = impl(m);
+    if (try_acquire(mi))
+        return 0;
+    goro__g *g = goro__getg();
+    if (!g)
+        return -EPERM;
+    GORO__WAIT_FRAME(g);
+    return lock_slow(mi, deadline);
+}
+
+int goro_mutex_trylock(goro_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    return try_acquire(impl(m)) ? 0 : -EBUSY;
+}
+
+int goro_mutex_unlock(goro_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    mutex_impl *mi = impl(m);
+    uint32_t s = LOCKED;
+    if (GORO__LIKELY(atomic_compare_exchange_strong_explicit(&mi->state, &s, 0, memory_order_release,
+                                                             memory_order_relaxed)))
+        return 0;
+    if (!(s & LOCKED))
+        return -EPERM;
+    goro__spin_lock(&mi->sq.lock);
+    s = goro__load_relaxed(&mi->state);
+    if (!(s & LOCKED)) {
+        goro__spin_unlock(&mi->sq.lock);
+        return -EPERM;
+    }
+    goro__waiter *first = goro__syncq_peek(&mi->sq);
+    goro__waiter *w = NULL;
+    if (first && goro__nanotime() - first->t > STARVE_NS) {
+        w = goro__syncq_pop(&mi->sq, WAKE_HANDOFF);
+        if (w) {
+            /* Ownership passes to w: the lock stays LOCKED. */
+            if (mi->sq.n == 0)
+                atomic_fetch_and_explicit(&mi->state, ~WAITERS, memory_order_relaxed);
+            goro__spin_unlock(&mi->sq.lock);
+            goro__ready(w->g, false);
+            return 0;
+        }
+    }
+    w = goro__syncq_pop(&mi->sq, WAKE_RETRY);
+    uint32_t clear = LOCKED | (mi->sq.n == 0 ? WAITERS : 0);
+    atomic_fetch_and_explicit(&mi->state, ~clear, memory_order_release);
+    goro__spin_unlock(&mi->sq.lock);
+    if (w)
+        goro__ready(w->g, false);
+    return 0;
+}
+
+/* For goro_cond: is m locked? */
+bool goro__mutex_is_locked(goro_mutex *m);
+bool goro__mutex_is_locked(goro_mutex *m)
+{
+    return (goro__load_relaxed(&impl(m)->state) & LOCKED) != 0;
+}

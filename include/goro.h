@@ -23,6 +23,10 @@
  *    one thread to another at any blocking call, yield or sleep. Thread-local
  *    variables (including errno) are therefore per thread, not per goroutine:
  *    read errno right after the call that set it.
+ *  - The floating-point environment (rounding mode, exception masks) is
+ *    thread state too: goroutines start with the default one, and a goroutine
+ *    that changes it must restore it before any blocking call, yield or
+ *    sleep (goro does not switch it, as Go does not).
  *  - Goroutine stacks have a fixed size (goro_options.stack_size, default
  *    64 KiB; GORO_STACK_SIZE overrides). Overflowing one is detected and
  *    reported ("goroutine N (created at FILE:LINE) overflowed its stack"),
@@ -220,7 +224,7 @@ int goro_dump(int fd);
 typedef struct goro_chan goro_chan;
 
 /* Largest element size and capacity goro_chan_make accepts. */
-#define GORO_CHAN_MAX_ELEM 65536u
+#define GORO_CHAN_MAX_ELEM 65535u
 #define GORO_CHAN_MAX_CAP (1u << 30)
 
 /* Create a channel of elements of elem_size bytes (0 is allowed: a channel
@@ -285,10 +289,10 @@ enum goro_select_op {
     GORO_SELECT_SEND = 2, /* send the element at elem on ch */
 };
 
-/* One case of a select. ok is an output: true when a value was transferred
- * by this case; false when the chosen case found its channel closed (for a
- * receive: closed and drained, elem zeroed; for a send: nothing was sent -
- * where Go would panic, goro reports it). */
+/* One case of a select. ok is an output written only for the chosen case:
+ * true when a value was transferred; false when the case found its channel
+ * closed (for a receive: closed and drained, elem zeroed; for a send:
+ * nothing was sent - where Go would panic, goro reports it). */
 typedef struct goro_select_case {
     goro_chan *ch;
     int op; /* enum goro_select_op */

@@ -14,7 +14,9 @@
  *  4. on waking, lock every channel again and unqueue the waiters that are
  *     still queued. Relocking before returning is also what keeps the
  *     waiters alive while a waker on another thread finishes unlocking.
- * A goroutine blocked in select holds one reference per distinct channel.
+ * A goroutine blocked in select takes no references: its queued waiters
+ * keep every channel alive (see the zombie rule in chan_internal.h), and
+ * step 4 frees a zombie it was the last waiter of.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@ typedef struct sel {
     uint32_t n;
 } sel;
 
-static void sel_lock(const sel *s)
+static inline __attribute__((always_inline)) void sel_lock(const sel *s)
 {
     goro_chan *last = NULL;
     for (uint32_t i = 0; i < s->n; i++) {
@@ -41,10 +43,10 @@ static void sel_lock(const sel *s)
     }
 }
 
-static void sel_unlock(const sel *s)
+/* Reverse order. After the last unlock the selecting goroutine may run and
+ * return, so nothing of `s` is read after it. */
+static inline __attribute__((always_inline)) void sel_unlock(const sel *s)
 {
-    /* Reverse order; read every channel before the last unlock (after it
-     * the selecting goroutine may run and return). */
     goro_chan *last = NULL;
     for (uint32_t i = s->n; i-- > 0;) {
         goro_chan *c = s->cases[s->lockorder[i]].ch;
@@ -52,8 +54,7 @@ static void sel_unlock(const sel *s)
             goro__spin_unlock(&last->lock);
         last = c;
     }
-    if (last)
-        goro__spin_unlock(&last->lock);
+    goro__spin_unlock(&last->lock);
 }
 
 static void sel_commit(void *arg) { sel_unlock(arg); }
@@ -66,24 +67,54 @@ static int cmp_case(const void *a, const void *b, void *ctx)
     return x < y ? -1 : x > y;
 }
 
-static void sort_lockorder(goro_select_case *cases, uint32_t *order, uint32_t n)
+static inline bool case_valid(const goro_select_case *cs)
 {
-    for (uint32_t i = 0; i < n; i++)
-        order[i] = i;
+    return cs->ch && (cs->op == GORO_SELECT_RECV ||
+                      (cs->op == GORO_SELECT_SEND && (cs->elem || !cs->ch->elem_size)));
+}
+
+/* pollorder: a uniformly random permutation (Fisher-Yates, 32 random bits
+ * per step). lockorder: indices sorted by channel address. Also validates
+ * the cases (one pass over them); false if one is invalid. */
+static inline bool orders(goro_select_case *cases, uint32_t n, uint32_t *pollorder,
+                          uint32_t *lockorder)
+{
+    uint64_t r = goro__rand();
+    bool half = false;
+    pollorder[0] = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        if (half) {
+            r = goro__rand();
+            half = false;
+        } else {
+            half = true;
+        }
+        uint32_t j = goro__rand_below((uint32_t)r, i + 1);
+        r >>= 32;
+        pollorder[i] = pollorder[j];
+        pollorder[j] = i;
+    }
     if (n <= 16) {
-        for (uint32_t i = 1; i < n; i++) {
-            uint32_t v = order[i];
-            uintptr_t key = (uintptr_t)cases[v].ch;
+        for (uint32_t i = 0; i < n; i++) {
+            if (GORO__UNLIKELY(!case_valid(&cases[i])))
+                return false;
+            uintptr_t key = (uintptr_t)cases[i].ch;
             uint32_t j = i;
-            while (j > 0 && (uintptr_t)cases[order[j - 1]].ch > key) {
-                order[j] = order[j - 1];
+            while (j > 0 && (uintptr_t)cases[lockorder[j - 1]].ch > key) {
+                lockorder[j] = lockorder[j - 1];
                 j--;
             }
-            order[j] = v;
+            lockorder[j] = i;
         }
     } else {
-        qsort_r(order, n, sizeof *order, cmp_case, cases);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!case_valid(&cases[i]))
+                return false;
+            lockorder[i] = i;
+        }
+        qsort_r(lockorder, n, sizeof *lockorder, cmp_case, cases);
     }
+    return true;
 }
 
 static int select_none(unsigned flags, int64_t deadline)
@@ -103,7 +134,7 @@ static int select_none(unsigned flags, int64_t deadline)
 }
 
 GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigned flags,
-                                    int64_t deadline)
+                                    int64_t deadline, void *fp)
 {
     uint32_t stack_buf[2 * STACK_CASES];
     goro__waiter stack_w[STACK_CASES];
@@ -118,13 +149,10 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         pollorder = (uint32_t *)(ws + n);
         lockorder = pollorder + n;
     }
-    /* Fisher-Yates shuffle: uniformly random poll order. */
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t j = (uint32_t)(goro__rand() % (i + 1));
-        pollorder[i] = pollorder[j];
-        pollorder[j] = i;
+    if (!orders(cases, n, pollorder, lockorder)) {
+        free(heap);
+        return -EINVAL;
     }
-    sort_lockorder(cases, lockorder, n);
     sel s = {.cases = cases, .lockorder = lockorder, .n = n};
 
     int result = -EAGAIN;
@@ -153,7 +181,8 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         sel_unlock(&s);
         if (woken)
             goro__ready(woken, true);
-        free(heap);
+        if (GORO__UNLIKELY(heap != NULL))
+            free(heap);
         return result;
     }
     goro__g *g = goro__getg();
@@ -165,27 +194,25 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
 
     /* Block: one waiter per case. */
     uint64_t seq = goro__park_seq(g);
-    goro_chan *last = NULL;
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = lockorder[k];
+    for (uint32_t i = 0; i < n; i++) {
         goro_select_case *cs = &cases[i];
         goro__waiter *w = &ws[i];
-        memset(w, 0, sizeof *w);
         w->g = g;
         w->seq = seq;
         w->elem = cs->elem;
         w->lock = &cs->ch->lock;
         w->obj = cs->ch;
         w->index = (int32_t)i;
-        if (cs->ch != last) { /* one reference per distinct channel */
-            goro_chan_retain(cs->ch);
-            w->drop = goro__chan_waiter_drop;
-        }
-        last = cs->ch;
+        w->arg = 0;
+        w->t = 0;
+        w->ok = 0;
+        w->solo = 0;
+        w->drop = goro__chan_waiter_drop;
         goro__waitq_push(cs->op == GORO_SELECT_RECV ? &cs->ch->recvq : &cs->ch->sendq, w);
     }
     g->waiting = ws;
     g->nwaiting = n;
+    g->wait_fp = fp;
     int32_t wake = goro__park(GORO__WAIT_SELECT, cases[0].ch, sel_commit, &s, deadline);
     g->waiting = NULL;
     g->nwaiting = 0;
@@ -193,38 +220,42 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
     for (uint32_t i = 0; i < n; i++)
         if (ws[i].q)
             goro__waitq_remove(ws[i].q, &ws[i]);
+    /* Zombie channels we were the last waiter of (marked in ws[i].arg). */
+    bool any_done = false;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = lockorder[k];
+        if ((k == 0 || cases[lockorder[k - 1]].ch != cases[i].ch) &&
+            goro__chan_zombie_done(cases[i].ch)) {
+            ws[i].arg = 1;
+            any_done = true;
+        }
+    }
     sel_unlock(&s);
+    if (any_done)
+        for (uint32_t i = 0; i < n; i++)
+            if (ws[i].arg)
+                free(cases[i].ch);
     if (wake >= 0) {
         cases[wake].ok = ws[wake].ok;
         result = wake;
     } else {
         result = -ETIMEDOUT;
     }
-    for (uint32_t i = 0; i < n; i++)
-        if (ws[i].drop)
-            goro_chan_release(cases[i].ch);
     free(heap);
     return result;
 }
 
 int goro_select(goro_select_case *cases, size_t n, unsigned flags, int64_t deadline)
 {
-    goro__g *g = goro__getg();
-    if (g)
-        GORO__WAIT_FRAME(g);
     if (n > 0 && !cases)
         return -EINVAL;
     if (n > MAX_CASES)
         return -E2BIG;
-    for (size_t i = 0; i < n; i++) {
-        goro_select_case *cs = &cases[i];
-        if (!cs->ch || (cs->op != GORO_SELECT_RECV && cs->op != GORO_SELECT_SEND))
-            return -EINVAL;
-        if (cs->op == GORO_SELECT_SEND && !cs->elem && cs->ch->elem_size)
-            return -EINVAL;
-        cs->ok = false;
-    }
-    if (n == 0)
+    if (n == 0) {
+        goro__g *g = goro__getg();
+        if (g)
+            GORO__WAIT_FRAME(g);
         return select_none(flags, deadline);
-    return do_select(cases, (uint32_t)n, flags, deadline);
+    }
+    return do_select(cases, (uint32_t)n, flags, deadline, __builtin_frame_address(0));
 }

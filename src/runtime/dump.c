@@ -110,8 +110,8 @@ static void write_header(wbuf *w, const goro__gsnap *s, int64_t now)
         if (mins >= 1)
             wb_printf(w, ", %lld minutes", (long long)mins);
     }
-    if (s->info.name[0])
-        wb_printf(w, ", name \"%s\"", s->info.name);
+    if (s->name[0])
+        wb_printf(w, ", name \"%s\"", s->name);
     wb_str(w, "]:\n");
 }
 
@@ -209,6 +209,7 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
         s->id = self->base.id;
         s->state = GORO__G_RUNNING;
         s->info = self->info;
+        memcpy(s->name, self->name, GORO_NAME_MAX);
         /* The public function's own frame first, then its callers. */
         uintptr_t fps[GORO__ARRAY_LEN(s->pc)];
         uint32_t n = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), self->stack_lo,

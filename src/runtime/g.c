@@ -170,25 +170,29 @@ void goro__reg_free(goro__p *p, uint32_t slot)
 
 #define NB_CHUNK (2u << 20)
 #define NB_REGION (16ull << 30)
+#define NB_NCHUNKS ((uint32_t)(NB_REGION / NB_CHUNK))
 #define NB_HDR 64
 #define NB_SIZE GORO__ALIGN_UP(sizeof(goro__newborn), 32)
 #define NB_PER_CHUNK ((NB_CHUNK - NB_HDR) / NB_SIZE)
 #define NB_BIAS ((int64_t)1 << 40)
-#define NB_KEEP 4
+#define NB_KEEP 1
 
 typedef struct nb_chunk {
     _Atomic int64_t live;
-    struct nb_chunk *next;
 } nb_chunk;
 
+/* Free chunks are tracked by index, outside the chunks: writing a link
+ * into a chunk we just returned to the OS would fault it back in. */
 static struct {
     goro__mutex lock;
     char *region;   /* reserved, 2 MiB aligned */
     char *mapping;  /* what to munmap */
     size_t mapping_len;
-    size_t used;    /* bytes of the region handed out as chunks */
-    nb_chunk *free; /* recycled chunks */
-    uint32_t nfree;
+    uint32_t used;  /* chunks of the region handed out so far */
+    uint16_t warm[NB_KEEP];    /* free, still resident */
+    uint32_t nwarm;
+    uint16_t *cold;            /* free, returned to the OS */
+    uint32_t ncold;
 } nb;
 
 static int nb_init(void)
@@ -198,6 +202,11 @@ static int nb_init(void)
                    -1, 0);
     if (m == MAP_FAILED)
         return -ENOMEM;
+    nb.cold = malloc(NB_NCHUNKS * sizeof *nb.cold);
+    if (!nb.cold) {
+        munmap(m, len);
+        return -ENOMEM;
+    }
     nb.mapping = m;
     nb.mapping_len = len;
     nb.region = (char *)GORO__ALIGN_UP((uintptr_t)m, NB_CHUNK);
@@ -207,16 +216,34 @@ static int nb_init(void)
 
 static void nb_chunk_release(nb_chunk *c)
 {
+    uint16_t idx = (uint16_t)(((char *)c - nb.region) / NB_CHUNK);
     goro__mutex_lock(&nb.lock);
-    bool drop = nb.nfree >= NB_KEEP;
-    if (drop) {
+    if (nb.nwarm < NB_KEEP) {
+        nb.warm[nb.nwarm++] = idx;
         goro__mutex_unlock(&nb.lock);
-        madvise(c, NB_CHUNK, MADV_DONTNEED);
-        goro__mutex_lock(&nb.lock);
+        return;
     }
-    c->next = nb.free;
-    nb.free = c;
-    nb.nfree++;
+    goro__mutex_unlock(&nb.lock);
+    madvise(c, NB_CHUNK, MADV_DONTNEED);
+    goro__mutex_lock(&nb.lock);
+    nb.cold[nb.ncold++] = idx;
+    goro__mutex_unlock(&nb.lock);
+}
+
+void goro__newborn_scavenge(void)
+{
+    goro__mutex_lock(&nb.lock);
+    uint32_t n = nb.nwarm;
+    uint16_t idx[NB_KEEP];
+    for (uint32_t i = 0; i < n; i++)
+        idx[i] = nb.warm[i];
+    nb.nwarm = 0;
+    goro__mutex_unlock(&nb.lock);
+    for (uint32_t i = 0; i < n; i++)
+        madvise(nb.region + (size_t)idx[i] * NB_CHUNK, NB_CHUNK, MADV_DONTNEED);
+    goro__mutex_lock(&nb.lock);
+    for (uint32_t i = 0; i < n; i++)
+        nb.cold[nb.ncold++] = idx[i];
     goro__mutex_unlock(&nb.lock);
 }
 
@@ -229,20 +256,17 @@ static nb_chunk *nb_chunk_get(void)
             return NULL;
         }
     }
-    nb_chunk *c = nb.free;
-    if (c) {
-        nb.free = c->next;
-        nb.nfree--;
-    } else if (nb.used + NB_CHUNK <= NB_REGION) {
-        c = (nb_chunk *)(nb.region + nb.used);
-        nb.used += NB_CHUNK;
-    }
+    char *c = NULL;
+    if (nb.nwarm)
+        c = nb.region + (size_t)nb.warm[--nb.nwarm] * NB_CHUNK;
+    else if (nb.ncold)
+        c = nb.region + (size_t)nb.cold[--nb.ncold] * NB_CHUNK;
+    else if (nb.used < NB_NCHUNKS)
+        c = nb.region + (size_t)nb.used++ * NB_CHUNK;
     goro__mutex_unlock(&nb.lock);
-    if (c) {
-        atomic_store_explicit(&c->live, NB_BIAS, memory_order_relaxed);
-        c->next = NULL;
-    }
-    return c;
+    if (c)
+        atomic_store_explicit(&((nb_chunk *)c)->live, NB_BIAS, memory_order_relaxed);
+    return (nb_chunk *)c;
 }
 
 static void nb_seal(char *chunk, uint32_t used)
@@ -305,22 +329,22 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_
     in->fn = fn;
     in->arg = arg;
     in->parent_id = parent->base.id;
+    n->name = NULL;
     if (opts) {
         in->file = opts->file;
         in->func = opts->func;
         in->line = opts->line;
-        if (opts->name)
-            strcpy(in->name, opts->name);
-        else
-            in->name[0] = 0;
+        if (opts->name && !(n->name = strdup(opts->name))) {
+            goro__newborn_free(n);
+            goro__reg_free(p, slot);
+            return -ENOMEM;
+        }
     } else {
         in->file = in->func = NULL;
         in->line = 0;
-        in->name[0] = 0;
     }
     in->npc = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
                               parent->stack_hi, in->pc, NULL, GORO__CREATE_DEPTH);
-    n->base.schedlink = NULL;
     n->base.id = id;
     n->base.slot = slot;
     n->base.kind = GORO__KIND_NEWBORN;
@@ -362,6 +386,12 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
         o->wait_since = 0;
         o->wait_obj = NULL;
         o->info = n->info;
+        o->name[0] = 0;
+        const char *nm = n->name;
+        if (nm)
+            for (size_t k = 0; k < GORO_NAME_MAX && (o->name[k] = nm[k]); k++)
+                ;
+        o->name[GORO_NAME_MAX - 1] = 0;
         return;
     }
     goro__g *g = (goro__g *)gb;
@@ -370,6 +400,7 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
     o->wait_since = g->wait_since;
     o->wait_obj = g->wait_obj;
     o->info = g->info;
+    memcpy(o->name, g->name, GORO_NAME_MAX);
     if (o->state == GORO__G_WAITING) {
         uint32_t nw = g->nwaiting;
         goro__waiter *w = g->waiting;
@@ -456,6 +487,7 @@ void goro__g_subsystem_fini(void)
             munmap(mem, REG_CHUNK * sizeof(void *));
     }
     free(reg.free);
+    free(nb.cold);
     if (nb.mapping)
         munmap(nb.mapping, nb.mapping_len);
     memset(&reg, 0, sizeof reg);

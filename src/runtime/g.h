@@ -2,7 +2,7 @@
  * g.h - the goroutine record (G), built for diagnosis.
  *
  * A goroutine exists in two forms:
- *  - a *newborn* (goro__newborn, ~170 bytes in a region of recycled 2 MiB
+ *  - a *newborn* (goro__newborn, 128 bytes in a region of recycled 2 MiB
  *    chunks) from goro_spawn until it first runs. Spawning allocates no stack,
  *    so a burst of a million spawns costs no stack page faults.
  *  - a *G* (goro__g) from its first run until it exits. The G record lives at
@@ -89,14 +89,12 @@ typedef struct goro__spawn_info {
     int32_t line;
     uint32_t npc;                      /* creation stack depth */
     uintptr_t pc[GORO__CREATE_DEPTH];  /* return addresses, spawner first */
-    char name[GORO_NAME_MAX];
 } goro__spawn_info;
 
 enum { GORO__KIND_NEWBORN = 1, GORO__KIND_G = 2 };
 
 typedef struct goro__gbase {
     _Atomic uint64_t status;
-    struct goro__gbase *schedlink; /* global run queue link */
     uint64_t id;
     uint32_t slot;                 /* registry index */
     uint8_t kind;                  /* GORO__KIND_* */
@@ -105,6 +103,7 @@ typedef struct goro__gbase {
 typedef struct goro__newborn {
     goro__gbase base;
     goro__spawn_info info;
+    char *name; /* malloc'd copy of the optional name, moved into the G */
 } goro__newborn;
 
 struct goro__waiter;
@@ -130,6 +129,7 @@ typedef struct goro__g {
     int32_t wake;
     goro__timer timer;             /* deadline of the current wait */
     goro__spawn_info info;
+    char name[GORO_NAME_MAX];
     /* Tool support (sanitizer fibers). */
     void *asan_fake_stack;
     void *tsan_fiber;
@@ -157,6 +157,7 @@ typedef struct goro__gsnap {
     int64_t wait_since;
     const void *wait_obj;
     goro__spawn_info info;
+    char name[GORO_NAME_MAX];
     uint32_t npc;          /* current stack, innermost first */
     uintptr_t pc[64];
     const void *waiting_obj[8]; /* primitives waited on (select: several) */

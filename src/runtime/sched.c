@@ -73,7 +73,8 @@
 goro__sched goro__sched_;
 #define S goro__sched_
 
-static __thread goro__m *tls_m __attribute__((tls_model("initial-exec")));
+__thread goro__m *goro__tls_m __attribute__((tls_model("initial-exec")));
+#define tls_m goro__tls_m
 static _Atomic uint32_t rt_active;
 static _Atomic uint32_t rt_running;
 
@@ -81,15 +82,27 @@ void goro__ctx_switch(void **save, void *to);
 void goro__ctx_trampoline(void);
 void goro__after_switch(void);
 
-/* Deliberately out of line: after a context switch the goroutine may be on
- * another thread, and a compiler could otherwise reuse a TLS address it
- * computed before the switch. */
+#if defined(__x86_64__)
+ptrdiff_t goro__tls_m_off;
+
+/* The offset of goro__tls_m from the thread pointer is the same in every
+ * thread (static TLS); compute it before anything can call goro__getm. */
+__attribute__((constructor)) static void tls_offset_init(void)
+{
+    char *tp;
+    __asm__ __volatile__("movq %%fs:0, %0" : "=r"(tp));
+    goro__tls_m_off = (char *)&goro__tls_m - tp;
+}
+#else
+/* Out of line: a compiler could otherwise reuse a TLS address computed
+ * before a context switch, on another thread. */
 GORO__NOINLINE goro__m *goro__getm(void)
 {
     goro__m *m = tls_m;
     __asm__ __volatile__("" ::: "memory");
     return m;
 }
+#endif
 
 bool goro__running(void) { return goro__load_acquire(&rt_running) != 0; }
 
@@ -103,32 +116,35 @@ goro__p *goro__curp(void)
 
 static __thread uint64_t tls_rng;
 
-uint64_t goro__rand(void)
+uint64_t *goro__rand_state_slow(void)
 {
-    goro__m *m = goro__getm();
-    uint64_t *s = (m && m->p) ? &m->p->rng : &tls_rng;
-    if (GORO__UNLIKELY(*s == 0))
-        *s = (uint64_t)goro__nanotime() * 0x9E3779B97F4A7C15ull | 1;
-    /* xorshift64* */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
+    if (GORO__UNLIKELY(tls_rng == 0))
+        tls_rng = (uint64_t)goro__nanotime() ^ (uint64_t)(uintptr_t)&tls_rng;
+    return &tls_rng;
 }
 
 /* ---- run queues ---------------------------------------------------------- */
 
+/* The global queue is a growable ring of pointers (under sched.lock), so
+ * batches move as contiguous copies, never by chasing links through the
+ * goroutine records. */
 static void globrunq_put_locked(goro__gbase *gb)
 {
-    gb->schedlink = NULL;
-    if (S.gq_tail)
-        S.gq_tail->schedlink = gb;
-    else
-        S.gq_head = gb;
-    S.gq_tail = gb;
-    atomic_fetch_add_explicit(&S.gq_size, 1, memory_order_relaxed);
+    uint32_t size = goro__load_relaxed(&S.gq_size);
+    if (GORO__UNLIKELY(size == S.gq_cap)) {
+        uint32_t ncap = S.gq_cap ? S.gq_cap * 2 : 1024;
+        goro__gbase **nq = malloc((size_t)ncap * sizeof *nq);
+        if (!nq)
+            goro__panic("out of memory growing the global run queue");
+        for (uint32_t i = 0; i < size; i++)
+            nq[i] = S.gq[(S.gq_head + i) % S.gq_cap];
+        free(S.gq);
+        S.gq = nq;
+        S.gq_cap = ncap;
+        S.gq_head = 0;
+    }
+    S.gq[(S.gq_head + size) % S.gq_cap] = gb;
+    atomic_store_explicit(&S.gq_size, size + 1, memory_order_relaxed);
 }
 
 static void globrunq_put(goro__gbase *gb)
@@ -159,7 +175,7 @@ static bool runqput_slow(goro__p *p, goro__gbase *gb, uint32_t h, uint32_t t)
 
 /* Put gb on p's queue (owner only). Returns true when p now has queued work
  * beyond a lone runnext, i.e. when another thread could help. */
-static bool runqput(goro__p *p, goro__gbase *gb, bool next)
+static inline __attribute__((always_inline)) bool runqput(goro__p *p, goro__gbase *gb, bool next)
 {
     bool more = !next;
     if (next) {
@@ -182,17 +198,28 @@ static bool runqput(goro__p *p, goro__gbase *gb, bool next)
     }
 }
 
-static goro__gbase *runqget(goro__p *p)
+/* Take the next goroutine of p (owner only): runnext first, unless the
+ * current time slice is used up (p->stuck), in which case the queue head
+ * goes first. *inherit is set when the goroutine continues the slice. */
+static inline __attribute__((always_inline)) goro__gbase *runqget(goro__p *p, bool *inherit)
 {
-    goro__gbase *next = goro__load_relaxed(&p->runnext);
-    if (next && atomic_compare_exchange_strong_explicit(&p->runnext, &next, NULL,
-                                                        memory_order_acq_rel, memory_order_relaxed))
-        return next;
+    if (goro__load_relaxed(&p->runnext) && GORO__LIKELY(!goro__load_relaxed(&p->stuck))) {
+        goro__gbase *next = atomic_exchange_explicit(&p->runnext, NULL, memory_order_acquire);
+        if (next) {
+            *inherit = true;
+            return next;
+        }
+    }
+    *inherit = false;
     for (;;) {
         uint32_t h = goro__load_acquire(&p->runqhead);
         uint32_t t = goro__load_relaxed(&p->runqtail);
-        if (t == h)
-            return NULL;
+        if (t == h) {
+            /* Queue empty: runnext (a stuck P skipped it above). */
+            goro__gbase *next = atomic_exchange_explicit(&p->runnext, NULL, memory_order_acquire);
+            *inherit = next != NULL;
+            return next;
+        }
         goro__gbase *gb = goro__load_relaxed(&p->runq[h % GORO__RUNQ_SIZE]);
         if (atomic_compare_exchange_weak_explicit(&p->runqhead, &h, h + 1, memory_order_release,
                                                   memory_order_relaxed))
@@ -261,19 +288,11 @@ static goro__gbase *globrunq_get(goro__p *p, bool locked)
     uint32_t space = GORO__RUNQ_SIZE - used;
     if (n > space + 1)
         n = space + 1;
-    goro__gbase *first = NULL;
-    for (uint32_t i = 0; i < n; i++) {
-        goro__gbase *gb = S.gq_head;
-        S.gq_head = gb->schedlink;
-        if (!S.gq_head)
-            S.gq_tail = NULL;
-        gb->schedlink = NULL;
-        if (!first)
-            first = gb;
-        else
-            runqput(p, gb, false);
-    }
-    atomic_fetch_sub_explicit(&S.gq_size, n, memory_order_relaxed);
+    goro__gbase *first = S.gq[S.gq_head];
+    for (uint32_t i = 1; i < n; i++)
+        runqput(p, S.gq[(S.gq_head + i) % S.gq_cap], false);
+    S.gq_head = (S.gq_head + n) % S.gq_cap;
+    atomic_store_explicit(&S.gq_size, size - n, memory_order_relaxed);
     if (!locked)
         goro__mutex_unlock(&S.lock);
     return first;
@@ -432,7 +451,6 @@ static void ctx_init(goro__g *g)
     *--sp = 0;                                         /* r13 */
     *--sp = 0;                                         /* r14 */
     *--sp = 0;                                         /* r15 */
-    *--sp = ((uint64_t)0x037F << 32) | 0x1F80;         /* x87 CW, MXCSR */
     g->sp = sp;
 }
 
@@ -444,7 +462,6 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
         goro__panic("cannot allocate a stack for goroutine %llu: out of memory",
                     (unsigned long long)nb->base.id);
     uint64_t old = goro__load_relaxed(&g->base.status);
-    g->base.schedlink = NULL;
     g->base.id = nb->base.id;
     g->base.slot = nb->base.slot;
     g->base.kind = GORO__KIND_G;
@@ -461,6 +478,13 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
     memset(&g->timer, 0, sizeof g->timer);
     g->timer.idx = -1;
     g->info = nb->info;
+    if (GORO__UNLIKELY(nb->name != NULL)) {
+        strncpy(g->name, nb->name, GORO_NAME_MAX - 1);
+        g->name[GORO_NAME_MAX - 1] = 0;
+        free(nb->name);
+    } else {
+        g->name[0] = 0;
+    }
     g->asan_fake_stack = NULL;
     g->tsan_fiber = goro__san_fiber_create();
     ctx_init(g);
@@ -473,10 +497,13 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
 }
 
 /* Make gb the M's current goroutine (state RUNNING). */
-static goro__g *prepare(goro__m *m, goro__p *p, goro__gbase *gb)
+static inline __attribute__((always_inline)) goro__g *prepare(goro__m *m, goro__p *p,
+                                                             goro__gbase *gb, bool inherit)
 {
+    if (!inherit)
+        goro__store_relaxed(&p->slicetick, goro__load_relaxed(&p->slicetick) + 1);
     goro__g *g;
-    if (gb->kind == GORO__KIND_NEWBORN) {
+    if (GORO__UNLIKELY(gb->kind == GORO__KIND_NEWBORN)) {
         g = materialize(p, (goro__newborn *)gb);
     } else {
         g = (goro__g *)gb;
@@ -485,14 +512,14 @@ static goro__g *prepare(goro__m *m, goro__p *p, goro__gbase *gb)
     }
     g->m = m;
     goro__store_relaxed(&p->cur_slot, g->base.slot + 1);
+    /* sysmon watches the tick (and clears `stuck` once it moves). */
     goro__store_relaxed(&p->schedtick, goro__load_relaxed(&p->schedtick) + 1);
-    if (GORO__UNLIKELY(goro__load_relaxed(&p->stuck)))
-        goro__store_relaxed(&p->stuck, 0);
     return g;
 }
 
 /* Switch from the current context (from = NULL: g0) to `to` (NULL: g0). */
-static void do_switch(goro__m *m, goro__g *from, goro__g *to)
+static inline __attribute__((always_inline)) void do_switch(goro__m *m, goro__g *from,
+                                                           goro__g *to)
 {
     if (from && GORO__UNLIKELY(!goro__stack_check_canary(from)))
         goro__stack_overflow_report(from);
@@ -504,33 +531,6 @@ static void do_switch(goro__m *m, goro__g *from, goro__g *to)
     goro__ctx_switch(save, to_sp);
 }
 
-/* The fast path of every block/yield/exit: run the next local goroutine
- * directly, or fall back to g0. Returns when `prev` is resumed. */
-static void schedule_from(goro__m *m, goro__g *prev)
-{
-    goro__p *p = m->p;
-    goro__gbase *gb = NULL;
-    if (GORO__LIKELY(!goro__load_relaxed(&S.shutdown))) {
-        uint32_t tick = goro__load_relaxed(&p->schedtick);
-        if (GORO__UNLIKELY(tick % 61 == 0) && goro__load_relaxed(&S.gq_size))
-            gb = globrunq_get(p, false);
-        if (!gb) {
-            int64_t t0 = goro__load_relaxed(&p->timer0);
-            if (GORO__UNLIKELY(t0 != 0)) {
-                int64_t now = goro__nanotime();
-                if (t0 <= now)
-                    goro__timers_run(p, now);
-            }
-            gb = runqget(p);
-        }
-    }
-    goro__g *next = gb ? prepare(m, p, gb) : NULL;
-    if (!next)
-        goro__store_relaxed(&p->cur_slot, 0);
-    do_switch(m, prev, next);
-    goro__after_switch();
-}
-
 static void begin_shutdown(void);
 
 static void park_timeout(goro__timer *t)
@@ -540,7 +540,7 @@ static void park_timeout(goro__timer *t)
         goro__ready(g, false);
 }
 
-void goro__after_switch(void)
+static inline __attribute__((always_inline)) void after_switch(void)
 {
     goro__m *m = goro__getm();
     goro__san_switch_finish(m);
@@ -585,6 +585,39 @@ void goro__after_switch(void)
     }
     }
 }
+
+void goro__after_switch(void) { after_switch(); }
+
+/* The fast path of every block/yield/exit: run the next local goroutine
+ * directly, or fall back to g0. Returns when `prev` is resumed. */
+static inline __attribute__((always_inline)) void schedule_from(goro__m *m, goro__g *prev)
+{
+    goro__p *p = m->p;
+    goro__gbase *gb = NULL;
+    bool inherit = false;
+    if (GORO__LIKELY(!goro__load_relaxed(&S.shutdown))) {
+        if (GORO__UNLIKELY(--p->gq_countdown == 0)) {
+            p->gq_countdown = 61;
+            if (goro__load_relaxed(&S.gq_size))
+                gb = globrunq_get(p, false);
+        }
+        if (!gb) {
+            int64_t t0 = goro__load_relaxed(&p->timer0);
+            if (GORO__UNLIKELY(t0 != 0)) {
+                int64_t now = goro__nanotime();
+                if (t0 <= now)
+                    goro__timers_run(p, now);
+            }
+            gb = runqget(p, &inherit);
+        }
+    }
+    goro__g *next = gb ? prepare(m, p, gb, inherit) : NULL;
+    if (!next)
+        goro__store_relaxed(&p->cur_slot, 0);
+    do_switch(m, prev, next);
+    after_switch();
+}
+
 
 GORO__NORETURN static void g_exit(void)
 {
@@ -641,7 +674,7 @@ bool goro__claim(goro__g *g, uint64_t seq, int32_t wake)
     return true;
 }
 
-void goro__ready(goro__g *g, bool next)
+void goro__ready_slow(goro__g *g, bool next)
 {
     goro__m *m = goro__getm();
     goro__p *p = m ? m->p : NULL;
@@ -668,7 +701,7 @@ static goro__gbase *steal_work(goro__m *m)
     uint32_t n = S.nprocs;
     for (int round = 0; round < 4; round++) {
         bool last = round == 3;
-        uint32_t start = (uint32_t)(goro__rand() % n);
+        uint32_t start = goro__rand_below((uint32_t)goro__rand(), n);
         for (uint32_t i = 0; i < n; i++) {
             goro__p *v = S.allp[(start + i) % n];
             if (v == p)
@@ -676,7 +709,8 @@ static goro__gbase *steal_work(goro__m *m)
             if (last && goro__load_relaxed(&v->timer0) != 0) {
                 int64_t now = goro__nanotime();
                 if (goro__load_relaxed(&v->timer0) <= now && goro__timers_run(v, now) > 0) {
-                    goro__gbase *gb = runqget(p);
+                    bool inh;
+                    goro__gbase *gb = runqget(p, &inh);
                     if (gb)
                         return gb;
                 }
@@ -776,7 +810,8 @@ top:
         if (t0 <= now)
             goro__timers_run(p, now);
     }
-    if ((gb = runqget(p)) || (gb = globrunq_get(p, false)))
+    bool inh;
+    if ((gb = runqget(p, &inh)) || (gb = globrunq_get(p, false)))
         goto found;
     uint32_t busy = S.nprocs - goro__load_relaxed(&S.npidle);
     if (m->spinning || 2 * goro__load_relaxed(&S.nmspinning) < busy) {
@@ -876,7 +911,7 @@ static void schedule_loop(goro__m *m)
         goro__gbase *gb = findrunnable(m);
         if (!gb)
             return;
-        goro__g *g = prepare(m, m->p, gb);
+        goro__g *g = prepare(m, m->p, gb, false);
         do_switch(m, NULL, g);
         goro__after_switch();
     }
@@ -1000,6 +1035,8 @@ static void teardown(void)
         free(p);
         S.allp[i] = NULL;
     }
+    free(S.gq);
+    S.gq = NULL;
     goro__g_subsystem_fini();
     goro__stack_fini();
     goro__netpoll_fini();
@@ -1038,6 +1075,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
         memset(p, 0, sizeof *p);
         p->id = i;
         p->rng = ((uint64_t)goro__nanotime() + i * 0x9E3779B97F4A7C15ull) | 1;
+        p->gq_countdown = 61;
         S.allp[i] = p;
     }
     goro__m *m0 = calloc(1, sizeof *m0);
@@ -1074,7 +1112,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     nb->base.id = atomic_fetch_add(&S.next_id, 1);
     nb->base.slot = slot;
     nb->base.kind = GORO__KIND_NEWBORN;
-    nb->base.schedlink = NULL;
+    nb->name = NULL;
     goro__store_release(&nb->base.status, GORO__GST(1, GORO__G_RUNNABLE));
     goro__reg_set(slot, &nb->base);
     goro__store_relaxed(&p0->nspawned, 1);

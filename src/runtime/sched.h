@@ -38,6 +38,10 @@ typedef struct goro__waiter {
     uint32_t arg;            /* primitive-specific */
     int64_t t;               /* primitive-specific (mutex: first enqueue time) */
     uint8_t ok;              /* set by the waker */
+    /* Only one party can ever wake this waiter (no deadline, one queue):
+     * the waker, serialized by the queue lock, may mark the goroutine
+     * runnable with a plain store instead of a CAS. */
+    uint8_t solo;
     /* Runtime teardown: release what the wait holds (a channel reference). */
     void (*drop)(struct goro__waiter *w);
 } goro__waiter;
@@ -83,6 +87,8 @@ static inline void goro__waitq_remove(goro__waitq *q, goro__waiter *w)
     w->q = NULL;
 }
 
+void goro__wakep(void);
+
 /* ---- processors and threads ------------------------------------------------ */
 
 typedef struct goro__p {
@@ -95,9 +101,16 @@ typedef struct goro__p {
     _Atomic uint32_t runqtail;
     _Atomic(goro__gbase *) runnext;
     _Atomic(goro__gbase *) runq[GORO__RUNQ_SIZE];
-    /* Scheduling ticks: sysmon uses them to spot a goroutine that has not
-     * yielded; `stuck` then lets stealers take runnext too. */
+    /* Ticks watched by sysmon. schedtick moves at every switch (a goroutine
+     * that does not move it is running without yielding); slicetick moves
+     * only when a goroutine is taken from the run queue rather than from
+     * runnext, so a chain of hand-offs shares one time slice (Go's
+     * inheritTime). When either stands still for a whole sysmon period the
+     * P is `stuck`: its owner then takes the run queue head before runnext
+     * and stealers may take runnext, so hand-off chains cannot starve the
+     * queue. */
     _Alignas(GORO__CACHELINE) _Atomic uint32_t schedtick;
+    _Atomic uint32_t slicetick;
     _Atomic uint32_t stuck;
     _Atomic uint32_t cur_slot;          /* registry slot + 1 of the running G */
     /* Timers (timer.c). */
@@ -114,6 +127,7 @@ typedef struct goro__p {
     char *nb_chunk;                     /* newborn region chunk being filled */
     uint32_t nb_used;
     uint64_t rng;
+    uint32_t gq_countdown;              /* look at the global queue when 0 */
     /* Goroutine counts, written by the owner, summed by readers. */
     _Atomic uint64_t nspawned, nexited;
 } goro__p;
@@ -150,8 +164,22 @@ typedef struct goro__m {
 } goro__m;
 
 /* The M of the calling thread (NULL for threads that are not the runtime's).
- * Not cached by the compiler across context switches. */
-goro__m *goro__getm(void);
+ * Must not be cached by the compiler across a context switch (the goroutine
+ * may resume on another thread): on x86-64 the thread pointer is read with
+ * a volatile asm each time and the TLS slot found at a fixed offset from it
+ * (initial-exec TLS), elsewhere through an out-of-line call. */
+extern __thread struct goro__m *goro__tls_m __attribute__((tls_model("initial-exec")));
+#if defined(__x86_64__)
+extern ptrdiff_t goro__tls_m_off;
+static inline struct goro__m *goro__getm(void)
+{
+    char *tp;
+    __asm__ __volatile__("movq %%fs:0, %0" : "=r"(tp));
+    return *(struct goro__m **)(void *)(tp + goro__tls_m_off);
+}
+#else
+struct goro__m *goro__getm(void);
+#endif
 
 /* The running goroutine, or NULL. */
 static inline goro__g *goro__getg(void)
@@ -190,13 +218,47 @@ void goro__commit_unlock(void *lock);
  * goro__ready. */
 bool goro__claim(goro__g *g, uint64_t seq, int32_t wake);
 
+/* Claim the goroutine behind waiter w with wake value `wake` (see solo). */
+static inline bool goro__claim_waiter(goro__waiter *w, int32_t wake)
+{
+    if (w->solo) {
+        w->g->wake = wake;
+        goro__store_release(&w->g->base.status, GORO__GST(w->seq, GORO__G_RUNNABLE));
+        return true;
+    }
+    return goro__claim(w->g, w->seq, wake);
+}
+
 /* Put a claimed goroutine on a run queue. next: run it as soon as the
  * current goroutine blocks (channel hand-off). May be called from any
- * thread. */
-void goro__ready(goro__g *g, bool next);
+ * thread. The hand-off into an empty runnext slot is inline. */
+void goro__ready_slow(goro__g *g, bool next);
+static inline void goro__ready(goro__g *g, bool next);
 
 /* Queue a just-spawned goroutine on the current P and wake an idle thread. */
 void goro__ready_new(goro__gbase *gb);
+
+static inline void goro__ready(goro__g *g, bool next)
+{
+    goro__m *m = goro__getm();
+    goro__p *p;
+    if (GORO__LIKELY(next && m && (p = m->p))) {
+        goro__gbase *old = NULL;
+        if (GORO__LIKELY(atomic_compare_exchange_strong_explicit(
+                &p->runnext, &old, &g->base, memory_order_release, memory_order_relaxed))) {
+            /* Work beyond the hand-off: let an idle thread help. */
+            if (goro__load_relaxed(&p->runqtail) != goro__load_acquire(&p->runqhead))
+                goro__wakep();
+            return;
+        }
+    }
+    goro__ready_slow(g, next);
+}
+
+static inline bool goro__stack_check_canary(goro__g *g)
+{
+    return !g->stack_canary || *(volatile uint64_t *)g->stack_lo == 0x676f726f2d73746bull;
+}
 
 /* Record the frame of the public blocking call that is about to park, so
  * dumps start at that call. */
@@ -214,7 +276,8 @@ typedef struct goro__sched {
     goro__m *allm;
     uint32_t mcount;
     /* Global run queue (under lock). */
-    goro__gbase *gq_head, *gq_tail;
+    goro__gbase **gq;                   /* ring of gq_cap entries */
+    uint32_t gq_cap, gq_head;
     _Atomic uint32_t gq_size;
     /* Configuration. */
     goro__p *allp[GORO__MAX_PROCS];
@@ -233,7 +296,24 @@ typedef struct goro__sched {
 extern goro__sched goro__sched_;
 
 void goro__wakep(void);
-uint64_t goro__rand(void);
+
+/* A fast per-P pseudo-random number (wyrand; per-thread state for threads
+ * without a P). Not for cryptography. */
+uint64_t *goro__rand_state_slow(void);
+static inline uint64_t goro__rand(void)
+{
+    goro__m *m = goro__getm();
+    uint64_t *s = (m && m->p) ? &m->p->rng : goro__rand_state_slow();
+    *s += 0xa0761d6478bd642full;
+    __uint128_t t = (__uint128_t)*s * (*s ^ 0xe7037ed1a0b428dbull);
+    return (uint64_t)(t >> 64) ^ (uint64_t)t;
+}
+
+/* Uniform integer in [0, n) from 32 random bits (Lemire's reduction). */
+static inline uint32_t goro__rand_below(uint32_t bits, uint32_t n)
+{
+    return (uint32_t)(((uint64_t)bits * n) >> 32);
+}
 goro__p *goro__curp(void);
 
 /* g.c */
@@ -241,6 +321,8 @@ int goro__reg_alloc(goro__p *p, uint32_t *slot);
 void goro__reg_free(goro__p *p, uint32_t slot);
 goro__newborn *goro__newborn_alloc(goro__p *p);
 void goro__newborn_free(goro__newborn *nb);
+/* Return the reserve of free newborn chunks to the OS (sysmon, when idle). */
+void goro__newborn_scavenge(void);
 void goro__g_teardown_all(void);
 void goro__g_subsystem_fini(void);
 size_t goro__count_goroutines(void);
@@ -256,7 +338,6 @@ void goro__stack_scavenge(void);
 /* If addr lies in a goroutine stack's guard or lowest page, the goroutine
  * record of that stack (for the overflow report); else NULL. */
 goro__g *goro__stack_overflow_owner(uintptr_t addr);
-bool goro__stack_check_canary(goro__g *g);
 void goro__stack_overflow_report(goro__g *g);
 
 /* netpoll.c */

@@ -44,7 +44,7 @@
 #define MAX_REGIONS 4096
 #define REFILL 32
 #define GORO__STACK_KEEP 1024
-#define CANARY 0x676f726f2d73746bull /* "goro-stk" */
+#define CANARY 0x676f726f2d73746bull /* "goro-stk"; also in sched.h */
 
 enum { GUARD_MADV = 0, GUARD_MPROTECT = 1 };
 
@@ -397,10 +397,6 @@ goro__g *goro__stack_overflow_owner(uintptr_t addr)
     return NULL;
 }
 
-bool goro__stack_check_canary(goro__g *g)
-{
-    return !g->stack_canary || *(volatile uint64_t *)g->stack_lo == CANARY;
-}
 
 static size_t fmt_u64(char *buf, uint64_t v)
 {

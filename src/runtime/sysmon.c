@@ -3,10 +3,11 @@
  *
  * Owns: periodic chores that no goroutine can be trusted to do, because
  * goroutines are never preempted:
- *  - a P whose scheduling tick has not moved for a full period (~10 ms) is
- *    running one goroutine without yielding: mark it "stuck" (stealers may
- *    then take its runnext too) and, if it has queued goroutines or due
- *    timers, wake an idle thread to take them over;
+ *  - a P whose time slice has lasted a full period (~10 ms: one goroutine
+ *    running without yielding, or a chain of runnext hand-offs) is marked
+ *    "stuck": its owner then serves its run queue before runnext, stealers
+ *    may take runnext too, and if it has queued goroutines or due timers an
+ *    idle thread is woken to take them over;
  *  - report a goroutine that has been running longer than the longrun
  *    threshold, once per stretch, on stderr;
  *  - keep the coarse clock fresh;
@@ -38,8 +39,8 @@ static struct {
     _Atomic uint32_t stop;
     _Atomic uint32_t dump;
     _Atomic uint32_t deep; /* sleeping with the long idle timeout */
-    uint32_t lasttick[GORO__MAX_PROCS];
-    int64_t since[GORO__MAX_PROCS];
+    uint32_t lasttick[GORO__MAX_PROCS], lastslice[GORO__MAX_PROCS];
+    int64_t since[GORO__MAX_PROCS], slice_since[GORO__MAX_PROCS];
     bool reported[GORO__MAX_PROCS];
 } sm;
 
@@ -88,19 +89,28 @@ static bool retake(int64_t now)
     for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
         goro__p *p = goro__sched_.allp[i];
         if (goro__load_relaxed(&p->status) != GORO__P_RUNNING) {
-            sm.since[i] = 0;
+            sm.since[i] = sm.slice_since[i] = 0;
             continue;
         }
         busy = true;
         uint32_t tick = goro__load_relaxed(&p->schedtick);
+        uint32_t slice = goro__load_relaxed(&p->slicetick);
         if (tick != sm.lasttick[i] || sm.since[i] == 0) {
             sm.lasttick[i] = tick;
             sm.since[i] = now;
             sm.reported[i] = false;
+        }
+        if (slice != sm.lastslice[i] || sm.slice_since[i] == 0) {
+            sm.lastslice[i] = slice;
+            sm.slice_since[i] = now;
+            if (goro__load_relaxed(&p->stuck))
+                goro__store_relaxed(&p->stuck, 0);
             continue;
         }
-        int64_t dur = now - sm.since[i];
-        if (dur < TICK)
+        /* The same slice (one goroutine, or a chain of hand-offs) has held
+         * this P for a whole period: let the queue go first and let idle
+         * threads take its work. */
+        if (now - sm.slice_since[i] < TICK)
             continue;
         goro__store_relaxed(&p->stuck, 1);
         bool work = goro__load_acquire(&p->runqhead) != goro__load_acquire(&p->runqtail) ||
@@ -108,6 +118,7 @@ static bool retake(int64_t now)
         int64_t t0 = goro__load_relaxed(&p->timer0);
         if (work || (t0 && t0 <= now))
             goro__wakep();
+        int64_t dur = now - sm.since[i];
         if (goro__sched_.longrun_ns > 0 && dur >= goro__sched_.longrun_ns && !sm.reported[i]) {
             sm.reported[i] = true;
             report_longrun(p, dur);
@@ -146,6 +157,8 @@ static void *sysmon_main(void *arg)
         bool busy = retake(now);
         if (now - last_scavenge >= SCAVENGE_EVERY || (!busy && idle == 2)) {
             goro__stack_scavenge();
+            if (!busy)
+                goro__newborn_scavenge();
             last_scavenge = now;
         }
         idle = busy ? 0 : idle + 1;

@@ -13,8 +13,8 @@
 #include "runtime/internal.h"
 
 /* Saved-context layout of switch.S: word offsets from the saved sp. */
-#define GORO__CTX_RBP 6
-#define GORO__CTX_RET 7
+#define GORO__CTX_RBP 5
+#define GORO__CTX_RET 6
 
 /* Walk from frame `fp` (a frame pointer value) within [lo, hi). pcs[i] is a
  * return address; fps[i] (optional) the frame of the function it returns

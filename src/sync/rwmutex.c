@@ -65,6 +65,7 @@ static int park_on(rw_impl *r, goro__syncq *q, goro__g *g, unsigned reason, int6
     me.seq = goro__park_seq(g);
     me.lock = &r->lock;
     me.obj = r;
+    me.solo = deadline == GORO_NO_DEADLINE;
     goro__waitq_push(&q->q, &me);
     q->n++;
     g->waiting = &me;

@@ -15,6 +15,7 @@ int32_t goro__syncq_park(goro__syncq *sq, goro__g *g, goro__waiter *me, unsigned
     me->seq = goro__park_seq(g);
     me->lock = &sq->lock;
     me->obj = obj;
+    me->solo = deadline == GORO_NO_DEADLINE;
     if (front)
         goro__waitq_push_front(&sq->q, me);
     else
@@ -44,7 +45,7 @@ goro__waiter *goro__syncq_pop(goro__syncq *sq, int32_t wake)
             return NULL;
         goro__waitq_remove(&sq->q, w);
         sq->n--;
-        if (goro__claim(w->g, w->seq, wake))
+        if (goro__claim_waiter(w, wake))
             return w;
     }
 }

@@ -38,6 +38,7 @@
 #ifndef GORO_H
 #define GORO_H
 
+#include <errno.h> /* the error codes goro returns (negated) */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -126,7 +126,7 @@ static int select_none(unsigned flags, int64_t deadline)
         return -EPERM;
     if (deadline != GORO_NO_DEADLINE) {
         if (deadline > goro__nanotime())
-            goro__park(GORO__WAIT_SELECT, NULL, NULL, NULL, deadline);
+            goro__park(GORO__WAIT_SELECT_NO_CASES, NULL, NULL, NULL, deadline);
         return -ETIMEDOUT;
     }
     goro__park(GORO__WAIT_SELECT_NO_CASES, NULL, NULL, NULL, GORO_NO_DEADLINE);

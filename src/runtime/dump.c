@@ -115,12 +115,23 @@ static void write_header(wbuf *w, const goro__gsnap *s, int64_t now)
     wb_str(w, "]:\n");
 }
 
+/* The runtime's goroutine entry: hidden like Go hides runtime.goexit. */
+static bool is_entry_frame(const goro__sym *s)
+{
+    const char *f = s->frames[s->nframes - 1].func;
+    return f && strcmp(f, "goro__g_start") == 0;
+}
+
 /* One physical frame: its inline chain, innermost first. `ret`: pc is a
- * return address (look up pc - 1; print the offset of pc). */
-static void write_frame(wbuf *w, goro__symcache *c, uintptr_t pc, bool ret)
+ * return address (look up pc - 1; print the offset of pc). `outer_only`:
+ * print just the containing function (for the public call a goroutine is
+ * blocked in, whose inlined internals are of no interest). */
+static void write_frame(wbuf *w, goro__symcache *c, uintptr_t pc, bool ret, bool outer_only)
 {
     const goro__sym *s = goro__symcache_get(c, ret ? pc - 1 : pc);
-    for (uint32_t i = 0; i < s->nframes; i++) {
+    if (is_entry_frame(s))
+        return;
+    for (uint32_t i = outer_only ? s->nframes - 1 : 0; i < s->nframes; i++) {
         const goro__sym_frame *f = &s->frames[i];
         bool outer = i + 1 == s->nframes;
         if (f->func)
@@ -157,6 +168,8 @@ static void write_created_by(wbuf *w, goro__symcache *c, const goro__gsnap *s)
     wb_str(w, "\n");
     for (uint32_t k = 1; k < in->npc; k++) {
         const goro__sym *d = goro__symcache_get(c, in->pc[k] - 1);
+        if (is_entry_frame(d))
+            break;
         const goro__sym_frame *f = &d->frames[0];
         wb_printf(w, "\t<- %s at %s:%d", f->func ? f->func : "?", f->file ? f->file : "?",
                   f->line);
@@ -171,12 +184,12 @@ static void write_goroutine(wbuf *w, goro__symcache *c, const goro__gsnap *s, in
 {
     write_header(w, s, now);
     if (s->newborn) {
-        write_frame(w, c, (uintptr_t)s->info.fn, false);
+        write_frame(w, c, (uintptr_t)s->info.fn, false, false);
     } else if (s->state == GORO__G_RUNNING && !self) {
         wb_str(w, "\tgoroutine running on other thread; stack unavailable\n");
     } else {
         for (uint32_t i = 0; i < s->npc; i++)
-            write_frame(w, c, s->pc[i], true);
+            write_frame(w, c, s->pc[i], true, i == 0);
     }
     write_created_by(w, c, s);
     wb_str(w, "\n");

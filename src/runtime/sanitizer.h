@@ -18,11 +18,24 @@
 #include "runtime/sched.h"
 
 #if GORO__ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if GORO__TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
+
+/* A stack slot is being given to a new goroutine: forget the redzones the
+ * previous owner's frames left in ASan's shadow (it never returned from
+ * them). */
+static inline void goro__san_stack_reset(goro__g *g)
+{
+#if GORO__ASAN
+    __asan_unpoison_memory_region((void *)g->stack_lo, g->stack_hi - g->stack_lo);
+#else
+    (void)g;
+#endif
+}
 
 static inline void *goro__san_fiber_create(void)
 {

@@ -486,6 +486,7 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
         g->name[0] = 0;
     }
     g->asan_fake_stack = NULL;
+    goro__san_stack_reset(g);
     g->tsan_fiber = goro__san_fiber_create();
     ctx_init(g);
     goro__store_release(&g->base.status, GORO__GST(GORO__GST_SEQ(old) + 1, GORO__G_RUNNING));
@@ -715,7 +716,7 @@ static goro__gbase *steal_work(goro__m *m)
                         return gb;
                 }
             }
-            bool take_next = last && goro__load_relaxed(&v->stuck);
+            bool take_next = last && goro__load_relaxed(&v->stuck) == GORO__STUCK_RUNNING;
             goro__gbase *gb = runqsteal(p, v, take_next);
             if (gb)
                 return gb;

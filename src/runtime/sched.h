@@ -105,10 +105,11 @@ typedef struct goro__p {
      * that does not move it is running without yielding); slicetick moves
      * only when a goroutine is taken from the run queue rather than from
      * runnext, so a chain of hand-offs shares one time slice (Go's
-     * inheritTime). When either stands still for a whole sysmon period the
-     * P is `stuck`: its owner then takes the run queue head before runnext
-     * and stealers may take runnext, so hand-off chains cannot starve the
-     * queue. */
+     * inheritTime). `stuck` is set by sysmon: GORO__STUCK_SLICE when the
+     * slice has lasted a whole period (the owner then takes the run queue
+     * head before runnext, so hand-off chains cannot starve the queue),
+     * GORO__STUCK_RUNNING when not even schedtick moved (one goroutine runs
+     * without yielding: stealers may then take runnext too). */
     _Alignas(GORO__CACHELINE) _Atomic uint32_t schedtick;
     _Atomic uint32_t slicetick;
     _Atomic uint32_t stuck;
@@ -133,6 +134,7 @@ typedef struct goro__p {
 } goro__p;
 
 enum { GORO__P_IDLE = 0, GORO__P_RUNNING = 1 };
+enum { GORO__STUCK_NO = 0, GORO__STUCK_SLICE = 1, GORO__STUCK_RUNNING = 2 };
 
 enum { GORO__AFTER_NONE = 0, GORO__AFTER_PARK, GORO__AFTER_YIELD, GORO__AFTER_EXIT };
 

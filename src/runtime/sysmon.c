@@ -109,16 +109,18 @@ static bool retake(int64_t now)
         }
         /* The same slice (one goroutine, or a chain of hand-offs) has held
          * this P for a whole period: let the queue go first and let idle
-         * threads take its work. */
+         * threads take the queued work; if not even one switch happened,
+         * runnext may be taken too. */
         if (now - sm.slice_since[i] < TICK)
             continue;
-        goro__store_relaxed(&p->stuck, 1);
+        int64_t dur = now - sm.since[i];
+        bool running = dur >= TICK;
+        goro__store_relaxed(&p->stuck, running ? GORO__STUCK_RUNNING : GORO__STUCK_SLICE);
         bool work = goro__load_acquire(&p->runqhead) != goro__load_acquire(&p->runqtail) ||
-                    goro__load_relaxed(&p->runnext) != NULL;
+                    (running && goro__load_relaxed(&p->runnext) != NULL);
         int64_t t0 = goro__load_relaxed(&p->timer0);
         if (work || (t0 && t0 <= now))
             goro__wakep();
-        int64_t dur = now - sm.since[i];
         if (goro__sched_.longrun_ns > 0 && dur >= goro__sched_.longrun_ns && !sm.reported[i]) {
             sm.reported[i] = true;
             report_longrun(p, dur);

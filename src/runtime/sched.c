@@ -1086,6 +1086,12 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     }
     m0->is_main = true;
     m0->thread = pthread_self();
+    /* Runtime threads (all created from here, inheriting the mask) leave
+     * SIGQUIT to sysmon; see sysmon.c. */
+    sigset_t quit, saved_mask;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &quit, &saved_mask);
     S.allm = m0;
     S.mcount = 1;
     m_init_thread(m0);
@@ -1143,6 +1149,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     tls_m = NULL;
     atomic_store(&rt_running, 0);
     teardown();
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     memset(&S, 0, sizeof S);
     atomic_store(&rt_active, 0);
     return 0;
@@ -1153,6 +1160,7 @@ fail_sig:
     atomic_store(&rt_running, 0);
     goro__signals_restore();
 fail_m0:
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     goro__m_altstack_fini(m0);
     tls_m = NULL;
     free(m0);

@@ -16,13 +16,22 @@
  * When every P is idle it stops ticking and sleeps until a P becomes busy,
  * so an idle runtime costs no CPU.
  *
+ * Signals: the runtime's threads block SIGQUIT; sysmon is the runtime
+ * thread that takes it. It sleeps in poll() on an eventfd (woken by a
+ * write, which is async-signal-safe): a blocking call that sanitizers
+ * intercept, so ThreadSanitizer runs the handler at once instead of
+ * deferring it until the thread wakes up.
+ *
  * Locking: sysmon reads per-P atomics only; it takes no scheduler lock
  * except through goro__wakep.
  */
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "runtime/sched.h"
@@ -35,7 +44,7 @@
 static struct {
     pthread_t thread;
     bool started;
-    _Atomic uint32_t word; /* futex: bumped to wake sysmon */
+    int evfd; /* written to wake sysmon */
     _Atomic uint32_t stop;
     _Atomic uint32_t dump;
     _Atomic uint32_t deep; /* sleeping with the long idle timeout */
@@ -46,8 +55,9 @@ static struct {
 
 void goro__sysmon_wake(void)
 {
-    atomic_fetch_add(&sm.word, 1);
-    goro__futex_wake(&sm.word, 1);
+    uint64_t one = 1;
+    ssize_t r = write(sm.evfd, &one, sizeof one);
+    (void)r;
 }
 
 void goro__sysmon_note_busy(void)
@@ -140,14 +150,22 @@ static void do_dump(void)
 static void *sysmon_main(void *arg)
 {
     (void)arg;
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    pthread_sigmask(SIG_UNBLOCK, &quit, NULL);
     int64_t last_scavenge = goro__nanotime();
     int idle = 0;
     while (!atomic_load(&sm.stop)) {
-        uint32_t w = atomic_load(&sm.word);
         bool deep = idle >= 3;
         if (deep)
             atomic_store(&sm.deep, 1);
-        goro__futex_wait(&sm.word, w, deep ? IDLE_SLEEP : TICK);
+        struct pollfd pfd = {.fd = sm.evfd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)((deep ? IDLE_SLEEP : TICK) / GORO_MILLISECOND)) > 0) {
+            uint64_t v;
+            ssize_t r = read(sm.evfd, &v, sizeof v);
+            (void)r;
+        }
         if (deep)
             atomic_store(&sm.deep, 0);
         if (atomic_load(&sm.stop))
@@ -171,9 +189,14 @@ static void *sysmon_main(void *arg)
 int goro__sysmon_start(void)
 {
     memset(&sm, 0, sizeof sm);
+    sm.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sm.evfd < 0)
+        return -errno;
     int rc = pthread_create(&sm.thread, NULL, sysmon_main, NULL);
-    if (rc)
+    if (rc) {
+        close(sm.evfd);
         return -rc;
+    }
     sm.started = true;
     return 0;
 }
@@ -185,5 +208,6 @@ void goro__sysmon_stop(void)
     atomic_store(&sm.stop, 1);
     goro__sysmon_wake();
     pthread_join(sm.thread, NULL);
+    close(sm.evfd);
     sm.started = false;
 }

@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h> /* ssize_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -465,6 +466,104 @@ int goro_cond_wait_until(goro_cond *c, goro_mutex *m, int64_t deadline);
 /* Wake one / all waiting goroutines. Errors: -EINVAL c NULL. */
 int goro_cond_signal(goro_cond *c);
 int goro_cond_broadcast(goro_cond *c);
+
+/* ------------------------------------------------------------------------- */
+/* Blocking C calls                                                           */
+/* ------------------------------------------------------------------------- */
+
+/* Run fn(arg), a call that may block the OS thread (file I/O, getaddrinfo, a
+ * library that blocks), without stalling other goroutines: the calling
+ * goroutine's processor is handed to another thread for the duration (Go
+ * does this for system calls). fn runs on the thread's own stack (8 MiB),
+ * so deep library code is fine; it must not call goro's blocking functions.
+ * The goroutine shows as "syscall" in dumps meanwhile. Called outside a
+ * goroutine, fn simply runs. Returns 0. */
+int goro_blocking(goro_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------- */
+/* Network                                                                    */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Sockets on goro's poller (epoll): a goroutine blocked on a socket costs
+ * only its parked record (wait reason "IO wait"). Every blocking call takes
+ * a deadline (GORO_NO_DEADLINE for none) and an optional context (NULL for
+ * none): the call returns -ETIMEDOUT at the deadline and -ECANCELED when the
+ * context is cancelled (or the context's own error, -ETIMEDOUT, if it expired).
+ *
+ * Addresses are "host:port" strings: "127.0.0.1:8080", "[::1]:8080",
+ * "localhost:80" (dial only: names are resolved with getaddrinfo through
+ * goro_blocking). Listeners and connections are owned by whoever created or
+ * accepted them and are freed by goro_listener_close / goro_conn_close,
+ * which may be called while other goroutines are blocked on them: those
+ * calls then fail with -EBADF (Go's "use of closed network connection") and
+ * the object is freed once the last of them returned. All of them must be
+ * closed before goro_run returns.
+ */
+typedef struct goro_listener goro_listener;
+typedef struct goro_conn goro_conn;
+
+/* Listen on a numeric TCP address (IPv4 or bracketed IPv6; port 0 picks a
+ * free port) with SO_REUSEADDR and the given backlog (<= 0: SOMAXCONN).
+ * goro never guesses an address: an empty host is rejected with -EINVAL.
+ * Errors: -EINVAL bad address; -EADDRINUSE, -EACCES, ... from the kernel. */
+int goro_listen_tcp(const char *addr, int backlog, goro_listener **out);
+
+/* Listen on a UNIX stream socket at path (an existing socket file there is
+ * not removed: -EADDRINUSE). */
+int goro_listen_unix(const char *path, int backlog, goro_listener **out);
+
+/* The address the listener is bound to, e.g. "127.0.0.1:43127" (for
+ * port 0) or the socket path. Errors: -ENOSPC buffer too small. */
+int goro_listener_addr(const goro_listener *l, char *buf, size_t len);
+
+/* Wait for and accept a connection (non-blocking sockets, close-on-exec).
+ * Errors: -ETIMEDOUT, -ECANCELED, -EBADF (listener closed), -EMFILE and
+ * other accept errors. */
+int goro_accept(goro_listener *l, goro_conn **out, int64_t deadline, goro_ctx *ctx);
+
+/* Close the listener: blocked accepts return -EBADF; the object is freed. A
+ * UNIX socket's file is removed. */
+int goro_listener_close(goro_listener *l);
+
+/* Connect to a TCP address (numeric, or a host name resolved through
+ * goro_blocking; every resolved address is tried in order) or a UNIX socket.
+ * Errors: -ETIMEDOUT, -ECANCELED, -ECONNREFUSED, -EHOSTUNREACH,
+ * -ENOENT (name not found), ... */
+int goro_dial_tcp(const char *addr, goro_conn **out, int64_t deadline, goro_ctx *ctx);
+int goro_dial_unix(const char *path, goro_conn **out, int64_t deadline, goro_ctx *ctx);
+
+/* Wrap a connected stream socket (made non-blocking). goro owns fd from now
+ * on and closes it in goro_conn_close. */
+int goro_conn_from_fd(int fd, goro_conn **out);
+
+/* Read up to len bytes, waiting until at least one is available. Returns
+ * the count, 0 at end of stream, or -errno (-ETIMEDOUT, -ECANCELED, -EBADF
+ * after close, -ECONNRESET, ...). */
+ssize_t goro_conn_read(goro_conn *c, void *buf, size_t len, int64_t deadline, goro_ctx *ctx);
+
+/* Write all len bytes, waiting as needed. Returns len, or -errno; after an
+ * error an unknown prefix may have been sent (close the connection). Never
+ * raises SIGPIPE (-EPIPE instead). */
+ssize_t goro_conn_write(goro_conn *c, const void *buf, size_t len, int64_t deadline,
+                        goro_ctx *ctx);
+
+/* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. */
+int goro_conn_shutdown(goro_conn *c, int how);
+
+/* Close: blocked reads and writes return -EBADF; the object is freed once
+ * they have returned. Errors: -EINVAL c NULL. */
+int goro_conn_close(goro_conn *c);
+
+/* The underlying descriptor (still owned by the connection). */
+int goro_conn_fd(const goro_conn *c);
+
+/* Local and peer addresses as "host:port" (or the socket path). */
+int goro_conn_local_addr(const goro_conn *c, char *buf, size_t len);
+int goro_conn_peer_addr(const goro_conn *c, char *buf, size_t len);
+
+/* Number of goroutines blocked on network I/O now. */
+size_t goro_num_io_waiting(void);
 
 #ifdef __cplusplus
 }

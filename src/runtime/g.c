@@ -409,6 +409,13 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
                 o->waiting_obj[o->nwaiting_obj++] = w[i].obj;
         }
     }
+    if (o->state == GORO__G_SYSCALL && g->wait_fp) {
+        /* Frozen at goro_blocking while the call runs on the thread's
+         * stack: its callers are stable. */
+        o->npc = goro__unwind_fp((uintptr_t)g->wait_fp, g->stack_lo, g->stack_hi, o->pc, NULL,
+                                 GORO__ARRAY_LEN(o->pc));
+        return;
+    }
     if (o->state == GORO__G_WAITING || o->state == GORO__G_RUNNABLE) {
         uintptr_t fps[GORO__ARRAY_LEN(o->pc)];
         uint32_t n = goro__unwind_ctx((uintptr_t)g->sp, g->stack_lo, g->stack_hi, o->pc, fps,

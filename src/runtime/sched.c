@@ -68,6 +68,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/netpoll.h"
 #include "runtime/sanitizer.h"
 
 goro__sched goro__sched_;
@@ -571,6 +572,11 @@ static inline __attribute__((always_inline)) void after_switch(void)
         if (runqput(m->p, &g->base, false))
             goro__wakep();
         break;
+    case GORO__AFTER_REQUEUE:
+        goro__store_release(&g->base.status, GORO__GST(seq, GORO__G_RUNNABLE));
+        globrunq_put(&g->base);
+        goro__wakep();
+        break;
     case GORO__AFTER_EXIT: {
         goro__p *p = m->p;
         bool is_main = (g->base.id == 1);
@@ -694,6 +700,32 @@ void goro__ready_new(goro__gbase *gb)
     goro__wakep();
 }
 
+/* Ready goroutines woken by the poller (a list linked through ->next):
+ * onto our P if we hold one, else onto the global queue. */
+void goro__netpoll_inject(goro__waiter *list)
+{
+    if (!list)
+        return;
+    goro__m *m = goro__getm();
+    goro__p *p = m ? m->p : NULL;
+    if (p) {
+        while (list) {
+            goro__waiter *w = list;
+            list = w->next;
+            runqput(p, &w->g->base, false);
+        }
+    } else {
+        goro__mutex_lock(&S.lock);
+        while (list) {
+            goro__waiter *w = list;
+            list = w->next;
+            globrunq_put_locked(&w->g->base);
+        }
+        goro__mutex_unlock(&S.lock);
+    }
+    goro__wakep();
+}
+
 /* ---- finding work ------------------------------------------------------------ */
 
 static goro__gbase *steal_work(goro__m *m)
@@ -814,6 +846,12 @@ top:
     bool inh;
     if ((gb = runqget(p, &inh)) || (gb = globrunq_get(p, false)))
         goto found;
+    /* Goroutines wait for I/O and nobody sleeps in the poller: look. */
+    if (goro__load_relaxed(&S.nwaiting_io) && goro__load_relaxed(&S.poll_until) == 0) {
+        goro__netpoll(0);
+        if ((gb = runqget(p, &inh)))
+            goto found;
+    }
     uint32_t busy = S.nprocs - goro__load_relaxed(&S.npidle);
     if (m->spinning || 2 * goro__load_relaxed(&S.nmspinning) < busy) {
         if (!m->spinning) {
@@ -1041,6 +1079,7 @@ static void teardown(void)
     goro__g_subsystem_fini();
     goro__stack_fini();
     goro__netpoll_fini();
+    goro__pd_pool_fini();
     goro__signals_restore();
     goro__m *m = S.allm;
     while (m) {
@@ -1207,6 +1246,93 @@ void goro_exit(void)
     if (!m || !m->curg)
         return;
     g_exit();
+}
+
+/* ---- blocking calls (Go's entersyscall / exitsyscall) ------------------------ */
+
+void goro__call_on_stack(void (*fn)(void *), void *arg, void *stack_top);
+
+typedef struct blocking_call {
+    goro_fn fn;
+    void *arg;
+    goro__g *g;
+    goro__m *m;
+    void *g0_fake; /* ASan: fake stack of the g0 context we borrow */
+} blocking_call;
+
+/* Runs on the thread's own stack. */
+static void blocking_tramp(void *arg)
+{
+    blocking_call *bc = arg;
+#if GORO__ASAN
+    const void *ob;
+    size_t os;
+    __sanitizer_finish_switch_fiber(bc->m->g0_asan_fake, &ob, &os);
+#endif
+    bc->fn(bc->arg);
+#if GORO__ASAN
+    __sanitizer_start_switch_fiber(&bc->m->g0_asan_fake, (const void *)bc->g->stack_lo,
+                                   bc->g->stack_hi - bc->g->stack_lo);
+#endif
+}
+
+int goro_blocking(goro_fn fn, void *arg)
+{
+    if (!fn)
+        return -EINVAL;
+    goro__m *m = goro__getm();
+    goro__g *g = m ? m->curg : NULL;
+    if (!g) {
+        fn(arg);
+        return 0;
+    }
+    g->wait_fp = __builtin_frame_address(0);
+    uint64_t s = goro__load_relaxed(&g->base.status);
+    goro__store_release(&g->base.status, GORO__GST(GORO__GST_SEQ(s) + 1, GORO__G_SYSCALL));
+    atomic_fetch_add_explicit(&S.nsyscall, 1, memory_order_acq_rel);
+    /* Hand the P over: whoever has work for it takes it. */
+    goro__p *p = m->p;
+    goro__store_relaxed(&p->cur_slot, 0);
+    goro__mutex_lock(&S.lock);
+    releasep(m);
+    pidleput_locked(p);
+    goro__mutex_unlock(&S.lock);
+    if (!runq_empty(p) || goro__load_relaxed(&p->timer0) || goro__load_relaxed(&S.gq_size) ||
+        goro__load_relaxed(&S.nwaiting_io))
+        goro__wakep();
+
+    blocking_call bc = {.fn = fn, .arg = arg, .g = g, .m = m};
+#if GORO__ASAN
+    void *g_fake;
+    __sanitizer_start_switch_fiber(&g_fake, (const void *)m->g0_lo, m->g0_hi - m->g0_lo);
+#endif
+    /* Below the scheduler's suspended frames, past the red zone. */
+    goro__call_on_stack(blocking_tramp, &bc, (char *)m->g0_sp - 256);
+#if GORO__ASAN
+    const void *ob;
+    size_t os;
+    __sanitizer_finish_switch_fiber(g_fake, &ob, &os);
+#endif
+
+    /* Back: take any idle P, or queue ourselves and let this thread sleep. */
+    m = goro__getm();
+    goro__mutex_lock(&S.lock);
+    p = pidleget_locked();
+    goro__mutex_unlock(&S.lock);
+    atomic_fetch_sub_explicit(&S.nsyscall, 1, memory_order_acq_rel);
+    if (p) {
+        acquirep(m, p);
+        s = goro__load_relaxed(&g->base.status);
+        goro__store_release(&g->base.status, GORO__GST(GORO__GST_SEQ(s) + 1, GORO__G_RUNNING));
+        goro__store_relaxed(&p->cur_slot, g->base.slot + 1);
+    } else {
+        m->after.kind = GORO__AFTER_REQUEUE;
+        m->after.g = g;
+        do_switch(m, g, NULL);
+        after_switch();
+    }
+    g->wait_fp = NULL;
+    return 0;
 }
 
 int goro_sleep_until(int64_t deadline)

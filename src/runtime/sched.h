@@ -136,7 +136,13 @@ typedef struct goro__p {
 enum { GORO__P_IDLE = 0, GORO__P_RUNNING = 1 };
 enum { GORO__STUCK_NO = 0, GORO__STUCK_SLICE = 1, GORO__STUCK_RUNNING = 2 };
 
-enum { GORO__AFTER_NONE = 0, GORO__AFTER_PARK, GORO__AFTER_YIELD, GORO__AFTER_EXIT };
+enum {
+    GORO__AFTER_NONE = 0,
+    GORO__AFTER_PARK,
+    GORO__AFTER_YIELD,
+    GORO__AFTER_EXIT,
+    GORO__AFTER_REQUEUE /* back from a blocking call without a P: global queue */
+};
 
 typedef struct goro__m {
     uint32_t id;
@@ -291,6 +297,7 @@ typedef struct goro__sched {
     _Atomic uint32_t shutdown;
     _Atomic uint64_t next_id;           /* id batches for Ps */
     _Atomic int64_t poll_until;         /* 0: nobody polls; else its wake time */
+    _Atomic int64_t last_poll;          /* when the poller last looked */
     _Atomic uint32_t nwaiting_io;       /* goroutines blocked in netpoll */
     _Atomic uint32_t nsyscall;          /* goroutines in blocking calls */
 } goro__sched;

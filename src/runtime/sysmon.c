@@ -11,6 +11,8 @@
  *  - report a goroutine that has been running longer than the longrun
  *    threshold, once per stretch, on stderr;
  *  - keep the coarse clock fresh;
+ *  - poll for I/O when goroutines wait on sockets and nobody polled for a
+ *    whole period (every P busy);
  *  - return free goroutine stacks to the OS (goro__stack_scavenge);
  *  - write the SIGQUIT dump (the signal handler only sets a flag).
  * When every P is idle it stops ticking and sleeps until a P becomes busy,
@@ -175,6 +177,11 @@ static void *sysmon_main(void *arg)
         if (atomic_exchange(&sm.dump, 0))
             do_dump();
         bool busy = retake(now);
+        /* I/O completions must be noticed even when every P is busy. */
+        if (goro__load_relaxed(&goro__sched_.nwaiting_io) &&
+            goro__load_relaxed(&goro__sched_.poll_until) == 0 &&
+            now - goro__load_relaxed(&goro__sched_.last_poll) > TICK)
+            goro__netpoll(0);
         if (now - last_scavenge >= SCAVENGE_EVERY || (!busy && idle == 2)) {
             goro__stack_scavenge();
             if (!busy)

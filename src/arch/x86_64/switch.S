@@ -85,6 +85,35 @@ goro__ctx_trampoline:
     .cfi_endproc
     .size   goro__ctx_trampoline, .-goro__ctx_trampoline
 
+    .globl  goro__call_on_stack
+    .hidden goro__call_on_stack
+    .type   goro__call_on_stack, @function
+    .p2align 4
+/* void goro__call_on_stack(void (*fn)(void *), void *arg, void *stack_top)
+ * Call fn(arg) with the stack pointer moved to stack_top (rounded down to
+ * 16 bytes); back on the original stack when fn returns. Used to run a
+ * blocking call on the thread's own stack (goro_blocking). rbp keeps
+ * pointing at our frame on the old stack, so unwinders walk back across. */
+goro__call_on_stack:
+    .cfi_startproc
+    pushq   %rbp
+    .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rbp, 0
+    movq    %rsp, %rbp
+    .cfi_def_cfa_register rbp
+    andq    $-16, %rdx
+    movq    %rdx, %rsp
+    movq    %rdi, %rax
+    movq    %rsi, %rdi
+    call    *%rax
+    movq    %rbp, %rsp
+    .cfi_def_cfa_register rsp
+    popq    %rbp
+    .cfi_adjust_cfa_offset -8
+    ret
+    .cfi_endproc
+    .size   goro__call_on_stack, .-goro__call_on_stack
+
     .section .rodata
     .p2align 2
 goro__default_mxcsr:

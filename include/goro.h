@@ -468,6 +468,17 @@ int goro_cond_signal(goro_cond *c);
 int goro_cond_broadcast(goro_cond *c);
 
 /* ------------------------------------------------------------------------- */
+/* Profiling                                                                  */
+/* ------------------------------------------------------------------------- */
+
+/* Heap profiling samples one allocation every `rate` bytes on average
+ * (Poisson process, like Go's runtime.MemProfileRate): default 512 KiB, or
+ * GORO_MEMPROFILE_RATE at start-up; 0 disables sampling, 1 records every
+ * allocation. goro_set_memprofile_rate: Errors: -EINVAL rate < 0. */
+long goro_memprofile_rate(void);
+int goro_set_memprofile_rate(long rate);
+
+/* ------------------------------------------------------------------------- */
 /* Blocking C calls                                                           */
 /* ------------------------------------------------------------------------- */
 

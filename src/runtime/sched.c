@@ -68,6 +68,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "prof/cpuprof.h"
+#include "prof/heapprof.h"
 #include "runtime/netpoll.h"
 #include "runtime/sanitizer.h"
 
@@ -931,6 +933,8 @@ found:
 static void m_init_thread(goro__m *m)
 {
     tls_m = m;
+    m->tid = (int)gettid();
+    goro__cpuprof_thread_start(m);
     pthread_attr_t attr;
     void *addr = NULL;
     size_t size = 0;
@@ -971,6 +975,7 @@ static void *mstart(void *arg)
         pidleput_locked(p);
         goro__mutex_unlock(&S.lock);
     }
+    goro__cpuprof_thread_stop(m);
     goro__m_altstack_fini(m);
     tls_m = NULL;
     return NULL;
@@ -1097,6 +1102,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     if (!atomic_compare_exchange_strong(&rt_active, &zero, 1))
         return -EBUSY;
     memset(&S, 0, sizeof S);
+    goro__heapprof_init(); /* also links the malloc interposer in */
     int rc = configure(opts);
     if (rc)
         goto fail_active;
@@ -1184,6 +1190,8 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     }
     if (m0->p)
         releasep(m0);
+    goro__cpuprof_stop();
+    goro__cpuprof_thread_stop(m0);
     goro__m_altstack_fini(m0);
     tls_m = NULL;
     atomic_store(&rt_running, 0);

@@ -147,7 +147,9 @@ enum {
 typedef struct goro__m {
     uint32_t id;
     pthread_t thread;
+    int tid;                            /* kernel thread id */
     bool is_main;                       /* the thread that called goro_run */
+    struct goro__cpubuf *cpubuf;        /* CPU profile samples (cpuprof.c) */
     _Atomic uint32_t park;              /* futex word for stopm */
     struct goro__p *p;                  /* P held, NULL when idle */
     struct goro__p *nextp;              /* P handed over by startm */

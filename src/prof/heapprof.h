@@ -1,0 +1,32 @@
+/*
+ * heapprof.h - the sampling heap profiler's internal interface
+ * (heapprof.c). The profile writers read the sampled stacks ("buckets")
+ * through goro__heapprof_snapshot; counts are raw (not yet unbiased).
+ */
+#ifndef GORO_PROF_HEAPPROF_H
+#define GORO_PROF_HEAPPROF_H
+
+#include "runtime/internal.h"
+
+typedef struct goro__heap_bucket {
+    struct goro__heap_bucket *next;
+    uint64_t hash;
+    _Atomic int64_t alloc_objects, alloc_bytes; /* sampled, cumulative */
+    _Atomic int64_t free_objects, free_bytes;
+    uint32_t npc;
+    uintptr_t pcs[]; /* return addresses, allocation site first */
+} goro__heap_bucket;
+
+typedef void (*goro__heap_bucket_fn)(const goro__heap_bucket *b, void *arg);
+
+/* Check (once) that goro's malloc is the one in use. */
+void goro__heapprof_init(void);
+
+/* False (and *why, a static string) when no heap profile can be taken:
+ * built with a sanitizer, or another allocator replaced goro's malloc. */
+bool goro__heapprof_available(const char **why);
+
+/* Call fn for every bucket; -ENOTSUP when unavailable. */
+int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg);
+
+#endif /* GORO_PROF_HEAPPROF_H */

@@ -478,6 +478,20 @@ int goro_cond_broadcast(goro_cond *c);
 long goro_memprofile_rate(void);
 int goro_set_memprofile_rate(long rate);
 
+/* Block profiling (Go's SetBlockProfileRate): record goroutines blocked on
+ * channels, select and sync primitives; events of at least rate_ns are all
+ * recorded, shorter ones sampled in proportion (values stay unbiased).
+ * 0 (the default) turns it off. Errors: -EINVAL rate_ns < 0. */
+int64_t goro_block_profile_rate(void);
+int goro_set_block_profile_rate(int64_t rate_ns);
+
+/* Mutex contention profiling (Go's SetMutexProfileFraction): record one in
+ * `fraction` contended goro_mutex hand-overs under the unlocker's stack with
+ * the delay its waiter saw. 0 (the default) turns it off.
+ * Errors: -EINVAL fraction < 0. */
+int goro_mutex_profile_fraction(void);
+int goro_set_mutex_profile_fraction(int fraction);
+
 /* ------------------------------------------------------------------------- */
 /* Blocking C calls                                                           */
 /* ------------------------------------------------------------------------- */
@@ -575,6 +589,258 @@ int goro_conn_peer_addr(const goro_conn *c, char *buf, size_t len);
 
 /* Number of goroutines blocked on network I/O now. */
 size_t goro_num_io_waiting(void);
+
+/* ------------------------------------------------------------------------- */
+/* HTTP/1.1 server                                                            */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * A small, strict HTTP/1.1 server in the shape of Go's net/http: one
+ * goroutine per connection, keep-alive, pipelining (answers in order),
+ * Content-Length and chunked request bodies, chunked or fixed-length
+ * responses, timeouts against slow clients, limits, graceful shutdown.
+ * No TLS, no HTTP/2, no upgrades, no proxying (CONNECT is 501).
+ *
+ * Requests are parsed strictly (RFC 9112); anything ambiguous is refused,
+ * the error response is sent and the connection is closed:
+ *  - 400: lines not ending in CRLF (a bare LF or bare CR anywhere in the
+ *    head; empty lines before the request line are skipped), a malformed
+ *    request line, a method or field name that is not a token, whitespace
+ *    before a field's colon, obs-fold (a line starting with SP or HTAB),
+ *    NUL or another control character (except HTAB) in a field value, a
+ *    request-target with a space, '#', a control or non-ASCII byte or a bad
+ *    %XX escape, a target that is neither "/..." nor "http(s)://host..." nor
+ *    "*" (OPTIONS only), an invalid Content-Length or two that differ,
+ *    Content-Length together with Transfer-Encoding, Transfer-Encoding in an
+ *    HTTP/1.0 request, a missing (HTTP/1.1) or repeated Host or one with
+ *    characters no host may have, a malformed chunked body;
+ *  - 431: a head (request line + fields + line ends) longer than
+ *    max_header_bytes, more than 128 field lines, or a chunked body's
+ *    trailer section longer than max_header_bytes;
+ *  - 413: a body longer than max_body_bytes;
+ *  - 417: an Expect other than "100-continue";
+ *  - 501: a Transfer-Encoding other than a single "chunked", or CONNECT;
+ *  - 505: an HTTP version other than 1.0 and 1.1.
+ * A request whose head does not arrive within read_header_timeout, or a
+ * connection idle for idle_timeout, is closed without a response.
+ *
+ * Handlers run on the connection's goroutine, one request at a time; a
+ * handler may block (channels, sleeps, I/O) and may spawn goroutines, but
+ * the request and response objects it gets are valid only until it returns
+ * and must not be used by two goroutines at once. Strings returned by the
+ * request accessors are NUL-terminated and live as long as the request.
+ */
+typedef struct goro_http_server goro_http_server;
+typedef struct goro_http_request goro_http_request;
+typedef struct goro_http_response goro_http_response;
+
+/* Serves one request: read r, answer through w. A handler that returns
+ * without writing anything sends "200 OK" with an empty body (as in Go). */
+typedef void (*goro_http_handler)(goro_http_response *w, goro_http_request *r, void *arg);
+
+/* Server options. A zeroed field means its default; for timeouts and
+ * max_body_bytes a negative value means "no limit". */
+typedef struct goro_http_server_opts {
+    goro_http_handler handler; /* required */
+    void *handler_arg;         /* passed to handler as arg */
+    /* Time allowed to receive a request's head, counted from the accept for
+     * a connection's first request and from the request's first byte for
+     * the following ones (slowloris protection). Default 10 s. */
+    int64_t read_header_timeout;
+    /* Time allowed to receive a whole request, head and body, counted like
+     * read_header_timeout. Body reads past it fail with -ETIMEDOUT.
+     * Default 60 s. */
+    int64_t read_timeout;
+    /* Time allowed to send a response, counted from the end of its request
+     * head (so it includes the handler's own time, as in Go). Writes past it
+     * fail with -ETIMEDOUT and the connection is closed. Default 60 s. */
+    int64_t write_timeout;
+    /* How long a keep-alive connection may wait for its next request.
+     * Default 120 s. */
+    int64_t idle_timeout;
+    /* Largest request head in bytes (431 beyond). Default 1 MiB (Go's
+     * DefaultMaxHeaderBytes); at least 256. The read buffer of a connection
+     * starts at 4 KiB and grows only as far as a head needs. */
+    size_t max_header_bytes;
+    /* Largest request body in bytes (413 beyond: before the handler runs
+     * when Content-Length says so, else when a chunked body grows past it).
+     * Default 8 MiB. */
+    int64_t max_body_bytes;
+} goro_http_server_opts;
+
+/* Create a server (not yet serving). opts is copied.
+ * Errors: -EINVAL out or opts NULL, handler NULL, max_header_bytes below
+ * 256; -ENOMEM. */
+int goro_http_server_create(const goro_http_server_opts *opts, goro_http_server **out);
+
+/* Free a server that is not serving: every goro_http_serve call on it has
+ * returned (or none was made). Errors: -EINVAL NULL; -EBUSY still serving
+ * or connections still open. */
+int goro_http_server_free(goro_http_server *s);
+
+/* Accept connections on l and serve each on its own goroutine, until
+ * goro_http_server_shutdown. The server takes ownership of l and closes it.
+ * Several listeners may be served at once (one call each). Temporary accept
+ * failures (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM) are retried after a short
+ * backoff, like Go.
+ *
+ * Returns 0 after a shutdown has begun and every connection this server
+ * accepted is closed and its goroutine gone (a handler that never returns
+ * keeps it waiting: handlers should watch goro_http_request_ctx). Errors:
+ * -EINVAL NULL argument; -ESHUTDOWN the server was already shut down (l is
+ * closed); -EPERM not in a goroutine; another accept error (l is closed;
+ * open connections keep being served until shutdown). */
+int goro_http_serve(goro_http_server *s, goro_listener *l);
+
+/* goro_listen_tcp(addr, 0, ...) then goro_http_serve. */
+int goro_http_listen_and_serve(goro_http_server *s, const char *addr);
+
+/* Graceful shutdown: close every listener (new connections are refused from
+ * now on), close connections that are idle (between requests, or opened but
+ * silent), and let requests in flight finish, each closing its connection
+ * when done. Returns 0 once no connection is left. If deadline passes
+ * first, every remaining connection is shut down (blocked reads and writes
+ * on it fail), every request context is cancelled and -ETIMEDOUT is
+ * returned at once; goro_http_serve returns when those handlers have
+ * returned. May be called more than once and from several goroutines.
+ * Errors: -EINVAL s NULL; -EPERM not in a goroutine; -ETIMEDOUT. */
+int goro_http_server_shutdown(goro_http_server *s, int64_t deadline);
+
+/* ---- requests ---------------------------------------------------------- */
+
+/* Method ("GET"), raw request-target ("/a/b?x=1" as sent), path (the target
+ * up to '?'; for an absolute-form target "http://h/p?q" the path "/p", "/"
+ * when empty; "*" for OPTIONS *; not percent-decoded, not cleaned), query
+ * (after '?', "" when none; not decoded). NULL when r is NULL. */
+const char *goro_http_request_method(const goro_http_request *r);
+const char *goro_http_request_target(const goro_http_request *r);
+const char *goro_http_request_path(const goro_http_request *r);
+const char *goro_http_request_query(const goro_http_request *r);
+
+/* 10 for HTTP/1.0, 11 for HTTP/1.1 (0 when r is NULL). */
+int goro_http_request_version(const goro_http_request *r);
+
+/* Value of the first field named name (ASCII case-insensitive), with
+ * surrounding whitespace removed; NULL when absent. */
+const char *goro_http_request_header(const goro_http_request *r, const char *name);
+
+/* Number of header field lines, and the i-th one in arrival order (name as
+ * sent). Returns 0, or -ENOENT when i is out of range, -EINVAL on NULL. */
+size_t goro_http_request_num_headers(const goro_http_request *r);
+int goro_http_request_header_at(const goro_http_request *r, size_t i, const char **name,
+                                const char **value);
+
+/* Declared body length: Content-Length, 0 when the request has no body,
+ * -1 for a chunked body (length unknown). */
+int64_t goro_http_request_content_length(const goro_http_request *r);
+
+/* Read up to len bytes of the body (chunked framing removed). Returns the
+ * count, 0 at the end of the body, or -errno: -EFBIG the body exceeds
+ * max_body_bytes (the server answers 413 if nothing was written yet),
+ * -EPROTO malformed chunked framing (400), -EMSGSIZE chunked trailers too
+ * large (431), -ETIMEDOUT read_timeout passed, -ECONNRESET the client
+ * closed the connection mid-body, -EINVAL NULL argument; an error repeats
+ * on later calls. For "Expect: 100-continue" the first read sends
+ * "100 Continue" first. Unread body is discarded after the handler returns
+ * (at most 256 KiB; a longer rest closes the connection). */
+ssize_t goro_http_request_read(goro_http_request *r, void *buf, size_t len);
+
+/* A context for this request, cancelled when the handler returns, when the
+ * client closes the connection (noticed once the body has been read to its
+ * end) or when a shutdown gives up waiting (deadline passed). Borrowed:
+ * valid until the handler returns (retain it to keep it longer). Created on
+ * first use; never NULL for a non-NULL r. */
+goro_ctx *goro_http_request_ctx(goro_http_request *r);
+
+/* Address of the client, "host:port" ("" if unknown). */
+const char *goro_http_request_peer(goro_http_request *r);
+
+/* Find key in a query string ("a=1&b=x%20y"), decode its value (%XX and
+ * '+' as space) into buf (NUL-terminated) and return its length. A key
+ * without '=' has the value "". Errors: -ENOENT absent; -ENOSPC buf too
+ * small; -EINVAL NULL argument or a bad %XX escape. */
+ssize_t goro_http_query_value(const char *query, const char *key, char *buf, size_t len);
+
+/* ---- responses --------------------------------------------------------- */
+
+/* Set the status code (100-999 syntax; 200 by default). Errors: -EINVAL
+ * out of range or below 200 (informational responses are not supported;
+ * "100 Continue" is sent automatically); -EALREADY the head is committed
+ * (after the first write or flush). */
+int goro_http_response_set_status(goro_http_response *w, int status);
+
+/* Add a header field (another line with the same name is kept), or set it
+ * (replacing every line with that name; value NULL just removes them).
+ * name must be a token and value must not contain CR, LF, NUL or other
+ * controls (except HTAB): response splitting is impossible. Framing is the
+ * server's: Transfer-Encoding is refused, Content-Length must be digits and
+ * declares the body length (the writes must then add up to it; with fewer
+ * bytes the connection is closed after the response); "Connection: close"
+ * closes the connection after the response; a Date field replaces the
+ * automatic one. Errors: -EINVAL; -EALREADY committed; -ENOMEM, or -E2BIG
+ * beyond 64 KiB of response fields. */
+int goro_http_response_add_header(goro_http_response *w, const char *name, const char *value);
+int goro_http_response_set_header(goro_http_response *w, const char *name, const char *value);
+
+/* Write body bytes; the first call commits the status and header fields.
+ * With a Content-Length set the body is sent as is; without one, output is
+ * buffered up to 4 KiB: a handler that returns before that gets a
+ * Content-Length computed for it, otherwise the body is sent with chunked
+ * encoding (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
+ * Responses to HEAD discard body bytes (counting them). Returns len, or
+ * -errno: -EFBIG more than the declared Content-Length (nothing written);
+ * -EINVAL NULL, or a body for status 204 or 304 (or 1xx); -ETIMEDOUT
+ * write_timeout passed; -EPIPE, -ECONNRESET the client went away; an error
+ * repeats on later calls and closes the connection. */
+ssize_t goro_http_response_write(goro_http_response *w, const void *buf, size_t len);
+
+/* Commit the head if needed and send everything buffered now (streaming).
+ * Errors as for write. */
+int goro_http_response_flush(goro_http_response *w);
+
+/* Send a whole response in one call: status, Content-Type (if not NULL),
+ * Content-Length len and the body. Errors as for set_status and write. */
+int goro_http_response_send(goro_http_response *w, int status, const char *content_type,
+                            const void *body, size_t len);
+
+/* Like Go's http.Error: status, "Content-Type: text/plain; charset=utf-8",
+ * "X-Content-Type-Options: nosniff", body msg plus "\n" (msg NULL: the
+ * status text). Header fields set before are kept. Errors as send. */
+int goro_http_error(goro_http_response *w, int status, const char *msg);
+
+/* Status code set so far, and whether the head has been committed. */
+int goro_http_response_status(const goro_http_response *w);
+bool goro_http_response_committed(const goro_http_response *w);
+
+/* Reason phrase of a status code ("Not Found"), "" when unknown. */
+const char *goro_http_status_text(int status);
+
+/* ---- routing ----------------------------------------------------------- */
+
+/*
+ * A mux routes by path like Go's ServeMux (without host patterns or
+ * redirects): a pattern ending in '/' matches every path starting with it
+ * (a subtree; "/" alone therefore matches everything and serves as the
+ * fallback), any other pattern matches its path exactly. The longest
+ * matching pattern wins. Unmatched requests get 404 "404 page not found".
+ */
+typedef struct goro_http_mux goro_http_mux;
+
+/* Errors: -EINVAL out NULL; -ENOMEM. */
+int goro_http_mux_create(goro_http_mux **out);
+
+/* Free the mux (no server may still be using it). NULL is ignored. */
+void goro_http_mux_free(goro_http_mux *m);
+
+/* Route pattern (must start with '/', copied) to handler(w, r, arg). May be
+ * called while the mux is serving (from a goroutine then). Errors: -EINVAL
+ * bad argument; -EEXIST pattern already registered; -ENOMEM. */
+int goro_http_mux_handle(goro_http_mux *m, const char *pattern, goro_http_handler handler,
+                         void *arg);
+
+/* The mux as a handler: pass goro_http_mux_serve as the server's handler
+ * and the mux as handler_arg. */
+void goro_http_mux_serve(goro_http_response *w, goro_http_request *r, void *mux);
 
 #ifdef __cplusplus
 }

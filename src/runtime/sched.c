@@ -70,6 +70,7 @@
 
 #include "prof/cpuprof.h"
 #include "prof/heapprof.h"
+#include "prof/syncprof.h"
 #include "runtime/netpoll.h"
 #include "runtime/sanitizer.h"
 
@@ -663,9 +664,15 @@ int32_t goro__park(unsigned reason, const void *obj, void (*commit)(void *), voi
     m->after.commit = commit;
     m->after.arg = arg;
     m->after.deadline = deadline;
+    int64_t t0 = 0;
+    if (GORO__UNLIKELY(goro__load_relaxed(&goro__blockprof_rate) > 0) &&
+        goro__wait_reason_is_primitive(reason))
+        t0 = goro__nanotime();
     schedule_from(m, g);
     if (deadline != GORO_NO_DEADLINE)
         goro__timer_del(&g->timer);
+    if (GORO__UNLIKELY(t0 != 0))
+        goro__blockprof_record(goro__nanotime() - t0, (uintptr_t)g->wait_fp);
     g->wait_reason = GORO__WAIT_NONE;
     g->wait_obj = NULL;
     g->wait_fp = NULL;

@@ -13,6 +13,7 @@
  *    per unlock.
  * A mutex is not owned by a goroutine: any goroutine may unlock it.
  */
+#include "prof/syncprof.h"
 #include "sync/syncq.h"
 
 #define LOCKED 1u
@@ -123,6 +124,13 @@ int goro_mutex_trylock(goro_mutex *m)
     return try_acquire(impl(m)) ? 0 : -EBUSY;
 }
 
+/* Mutex profile: fp is goro_mutex_unlock's frame (its caller is the site). */
+static void contention(const goro__waiter *w, void *fp)
+{
+    if (GORO__UNLIKELY(goro__load_relaxed(&goro__mutexprof_fraction) > 0) && w)
+        goro__mutexprof_record(goro__nanotime() - w->t, (uintptr_t)fp);
+}
+
 int goro_mutex_unlock(goro_mutex *m)
 {
     if (!m)
@@ -144,6 +152,7 @@ int goro_mutex_unlock(goro_mutex *m)
     goro__waiter *w = NULL;
     if (first && goro__nanotime() - first->t > STARVE_NS) {
         w = goro__syncq_pop(&mi->sq, WAKE_HANDOFF);
+        contention(w, __builtin_frame_address(0));
         if (w) {
             /* Ownership passes to w: the lock stays LOCKED. */
             if (mi->sq.n == 0)
@@ -154,6 +163,7 @@ int goro_mutex_unlock(goro_mutex *m)
         }
     }
     w = goro__syncq_pop(&mi->sq, WAKE_RETRY);
+    contention(w, __builtin_frame_address(0));
     uint32_t clear = LOCKED | (mi->sq.n == 0 ? WAITERS : 0);
     atomic_fetch_and_explicit(&mi->state, ~clear, memory_order_release);
     goro__spin_unlock(&mi->sq.lock);

@@ -493,6 +493,156 @@ int goro_mutex_profile_fraction(void);
 int goro_set_mutex_profile_fraction(int fraction);
 
 /* ------------------------------------------------------------------------- */
+/* Goroutine leaks                                                            */
+/* ------------------------------------------------------------------------- */
+
+/* A symbolized stack frame. Strings are owned by whatever returned it. */
+typedef struct goro_frame {
+    uintptr_t pc;
+    const char *func; /* "?" when unknown */
+    const char *file; /* "?" when unknown */
+    int line;
+} goro_frame;
+
+/* One goroutine, as leak reports describe it. */
+typedef struct goro_goroutine_info {
+    uint64_t id, parent_id;
+    const char *name;    /* NULL if unnamed */
+    const char *state;   /* Go's wait reason ("chan send", "sync.Mutex.Lock",
+                            ...) or "running", "runnable", "syscall" */
+    bool blocked;        /* parked (any wait reason) */
+    int64_t wait_ns;     /* time in the current wait, 0 when not waiting */
+    size_t nstack;       /* current stack, innermost first (empty for a */
+    goro_frame *stack;   /*   goroutine running on another thread) */
+    size_t ncreated;     /* creation chain: the spawning function first */
+    goro_frame *created;
+} goro_goroutine_info;
+
+typedef struct goro_leak_report {
+    size_t count;
+    goro_goroutine_info *goroutines;
+    /* Readable text, one block per goroutine, e.g.
+     * "goroutine 42 [chan send, 3s]: blocked at service.c:19 in worker
+     *      created by run_async (service.c:17) <- handle_work (service.c:31)" */
+    char *message;
+} goro_leak_report;
+
+/* Goroutines created inside a scope (and all their descendants) belong to
+ * it, so a test can check its own goroutines even when tests share a
+ * process and run concurrently. */
+typedef struct goro_leak_scope goro_leak_scope;
+
+/* The goroutines alive at one moment (for ignore_current). */
+typedef struct goro_leak_snapshot goro_leak_snapshot;
+
+typedef struct goro_leak_opts {
+    /* NULL-terminated lists of function names. A goroutine is ignored when
+     * its top function (the innermost frame outside goro's own functions,
+     * i.e. the code that made the blocking call) matches ignore_top, when
+     * any frame of its stack matches ignore_any, or when any frame of its
+     * creation chain matches ignore_created_by. */
+    const char *const *ignore_top;
+    const char *const *ignore_any;
+    const char *const *ignore_created_by;
+    /* Ignore the goroutines alive when this snapshot was taken. */
+    const goro_leak_snapshot *ignore_current;
+    /* Only goroutines of this scope (NULL: every goroutine). */
+    const goro_leak_scope *scope;
+    /* Retry budget for goroutines that are still finishing: up to `retries`
+     * more looks (0 = 20; negative = none), sleeping 1 us, 2 us, ... up to
+     * 100 ms between them, and at most max_wait in total (0 = 2 s). */
+    int retries;
+    int64_t max_wait;
+} goro_leak_opts;
+
+/* Look for goroutines other than the caller that are still alive (after
+ * the retry budget), honouring opts (may be NULL). *report is NULL when
+ * there are none, else a report to free with goro_leak_report_free.
+ * Errors: -EPERM not called from a goroutine; -ENOMEM. */
+int goro_leak_find(const goro_leak_opts *opts, goro_leak_report **report);
+void goro_leak_report_free(goro_leak_report *report);
+
+/* Take / free a snapshot for opts.ignore_current. Errors: -EPERM, -ENOMEM. */
+int goro_leak_snapshot_take(goro_leak_snapshot **out);
+void goro_leak_snapshot_free(goro_leak_snapshot *s);
+
+/* Start a scope: goroutines the calling goroutine creates from now on (and
+ * their descendants) belong to it. Scopes nest. Errors: -EPERM not in a
+ * goroutine; -EAGAIN too many scopes open (65535). */
+int goro_leak_scope_begin(goro_leak_scope **out);
+/* End the scope (the calling goroutine's children no longer join it) and
+ * free it. Check with goro_leak_find before ending it. */
+void goro_leak_scope_end(goro_leak_scope *scope);
+
+/* goro_run with a leak check at the end (goleak's VerifyTestMain): run
+ * main_fn as goroutine 1; when it returns, check (with the retry budget)
+ * that no other goroutine is left, then stop the runtime. *report (if not
+ * NULL) receives the leaks (NULL if none). Returns goro_run's result. */
+int goro_run_checked(goro_fn main_fn, void *arg, const goro_options *opts,
+                     const goro_leak_opts *leak_opts, goro_leak_report **report);
+
+/* With cmocka (include <cmocka.h> before goro.h): fail the current test
+ * with the report's message if it lists leaks. Use it on the test's own
+ * thread, after goro_run_checked returned, never inside a goroutine. */
+#if defined(cmocka_unit_test)
+#define goro_assert_no_leaks(report)                                           \
+    do {                                                                       \
+        goro_leak_report *goro_r_ = (report);                                  \
+        if (goro_r_ && goro_r_->count) {                                       \
+            print_error("%s", goro_r_->message);                               \
+            goro_leak_report_free(goro_r_);                                    \
+            fail();                                                            \
+        }                                                                      \
+    } while (0)
+#endif
+
+/* The production watchdog (on by default): every `period` it groups the
+ * goroutines parked on goro primitives (channels, select, sync; never I/O,
+ * sleep or syscalls) by creation site, wait site and wait reason. A group
+ * that grew in each of the last `windows` periods, has at least `min_count`
+ * members, and whose oldest member has waited at least `min_age` becomes a
+ * leak suspect and is reported once (a line on stderr, or on_suspect):
+ *   goro: possible goroutine leak: 52341 goroutines created at run_async
+ *   (service.c:17) blocked in chan send at service.c:19, growing 1203/s,
+ *   oldest 4m */
+typedef struct goro_leak_suspect {
+    size_t count;           /* goroutines in the group now */
+    double growth_per_sec;  /* over the last `windows` periods */
+    int64_t oldest_wait_ns;
+    const char *reason;     /* Go's wait reason */
+    goro_frame wait_site;   /* where they are blocked (the caller of the
+                               goro blocking call) */
+    size_t ncreated;        /* creation chain, spawning function first */
+    goro_frame created[8];
+    int64_t first_reported; /* goro_now() when it became a suspect */
+    const char *message;    /* the one-line report */
+} goro_leak_suspect;
+
+typedef struct goro_watchdog_opts {
+    bool disabled;        /* also GORO_WATCHDOG=0 */
+    int64_t period;       /* 0 = 2 s (GORO_WATCHDOG_PERIOD_MS) */
+    int windows;          /* 0 = 3 */
+    int64_t min_age;      /* 0 = 5 s */
+    size_t min_count;     /* 0 = 10 */
+    /* Called from goro's monitor thread for each new suspect; must not
+     * block. NULL: print the message line on stderr. */
+    void (*on_suspect)(const goro_leak_suspect *suspect, void *arg);
+    void *arg;
+} goro_watchdog_opts;
+
+/* Configure the watchdog (NULL: defaults). Takes effect at once and for
+ * later goro_run calls. Errors: -EINVAL negative values. */
+int goro_watchdog_configure(const goro_watchdog_opts *opts);
+
+/* The current suspects (their counts refreshed every period), newest
+ * first; free with goro_watchdog_suspects_free. Errors: -ENOMEM. */
+int goro_watchdog_suspects(goro_leak_suspect **out, size_t *n);
+void goro_watchdog_suspects_free(goro_leak_suspect *s, size_t n);
+
+/* Number of suspects reported since the process started. */
+uint64_t goro_watchdog_reports_total(void);
+
+/* ------------------------------------------------------------------------- */
 /* Blocking C calls                                                           */
 /* ------------------------------------------------------------------------- */
 

@@ -173,6 +173,7 @@ void goro__reg_free(goro__p *p, uint32_t slot)
 #define NB_NCHUNKS ((uint32_t)(NB_REGION / NB_CHUNK))
 #define NB_HDR 64
 #define NB_SIZE GORO__ALIGN_UP(sizeof(goro__newborn), 32)
+_Static_assert(sizeof(goro__newborn) <= 128, "newborn records are budgeted at 128 bytes");
 #define NB_PER_CHUNK ((NB_CHUNK - NB_HDR) / NB_SIZE)
 #define NB_BIAS ((int64_t)1 << 40)
 #define NB_KEEP 1
@@ -329,6 +330,7 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_
     in->fn = fn;
     in->arg = arg;
     in->parent_id = parent->base.id;
+    in->scope = parent->cur_scope;
     n->name = NULL;
     if (opts) {
         in->file = opts->file;
@@ -343,8 +345,8 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_
         in->file = in->func = NULL;
         in->line = 0;
     }
-    in->npc = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
-                              parent->stack_hi, in->pc, NULL, GORO__CREATE_DEPTH);
+    in->npc = (uint16_t)goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
+                                        parent->stack_hi, in->pc, NULL, GORO__CREATE_DEPTH);
     n->base.id = id;
     n->base.slot = slot;
     n->base.kind = GORO__KIND_NEWBORN;
@@ -433,6 +435,47 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
         memmove(o->pc, o->pc + skip, (n - skip) * sizeof o->pc[0]);
         o->npc = n - skip;
     }
+}
+
+GORO__NO_SANITIZE static void peek_copy(goro__gbase *gb, uint64_t status, goro__gpeek *o)
+{
+    o->id = gb->id;
+    o->state = GORO__GST_STATE(status);
+    o->newborn = gb->kind == GORO__KIND_NEWBORN;
+    o->wait_pc = 0;
+    o->timed = false;
+    if (o->newborn) {
+        o->wait_reason = GORO__WAIT_NONE;
+        o->wait_since = 0;
+        o->info = ((goro__newborn *)gb)->info;
+        return;
+    }
+    goro__g *g = (goro__g *)gb;
+    o->wait_reason = g->wait_reason;
+    o->wait_since = g->wait_since;
+    o->info = g->info;
+    o->timed = atomic_load_explicit(&g->timer.state, memory_order_relaxed) != GORO__TIMER_IDLE;
+    uintptr_t fp = (uintptr_t)g->wait_fp;
+    if (fp >= g->stack_lo && fp + 16 <= g->stack_hi && !(fp & 7))
+        o->wait_pc = ((const uintptr_t *)fp)[1];
+}
+
+bool goro__gpeek_take(uint32_t i, goro__gpeek *out)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        goro__gbase *gb = goro__reg_get(i);
+        if (!gb)
+            return false;
+        uint64_t s1 = goro__load_acquire(&gb->status);
+        unsigned st = GORO__GST_STATE(s1);
+        if (st == GORO__G_FREE || st == GORO__G_DEAD)
+            continue;
+        peek_copy(gb, s1, out);
+        atomic_thread_fence(memory_order_acquire);
+        if (goro__load_relaxed(&gb->status) == s1 && goro__reg_get(i) == gb)
+            return true;
+    }
+    return false;
 }
 
 bool goro__gsnap_take(uint32_t i, goro__gsnap *out)

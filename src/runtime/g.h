@@ -87,7 +87,8 @@ typedef struct goro__spawn_info {
     const char *file; /* creation site from goro_go (may be NULL) */
     const char *func;
     int32_t line;
-    uint32_t npc;                      /* creation stack depth */
+    uint16_t npc;                      /* creation stack depth */
+    uint16_t scope;                    /* leak-check scope (debug/leak.c) */
     uintptr_t pc[GORO__CREATE_DEPTH];  /* return addresses, spawner first */
 } goro__spawn_info;
 
@@ -120,6 +121,7 @@ typedef struct goro__g {
     /* Wait information, written by the goroutine itself before it parks. */
     uint8_t wait_reason;
     uint8_t longrun_reported;
+    uint16_t cur_scope;            /* scope this goroutine's children join */
     int64_t wait_since;            /* coarse clock */
     const void *wait_obj;          /* primitive waited on (first one) */
     void *wait_fp;                 /* frame of the public blocking call */
@@ -163,6 +165,19 @@ typedef struct goro__gsnap {
     const void *waiting_obj[8]; /* primitives waited on (select: several) */
     uint32_t nwaiting_obj;
 } goro__gsnap;
+
+/* A cheap consistent look at a parked goroutine (no unwinding): what the
+ * watchdog groups by. */
+typedef struct goro__gpeek {
+    uint64_t id;
+    unsigned state, wait_reason;
+    bool newborn;
+    bool timed;           /* its wait has a deadline */
+    int64_t wait_since;
+    uintptr_t wait_pc;    /* return address of the public blocking call */
+    goro__spawn_info info;
+} goro__gpeek;
+bool goro__gpeek_take(uint32_t i, goro__gpeek *out);
 
 /* Snapshot the goroutine in registry slot i. Returns false if the slot is
  * empty. A goroutine that is running on another thread is copied without

@@ -68,6 +68,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "debug/watchdog.h"
 #include "prof/cpuprof.h"
 #include "prof/heapprof.h"
 #include "prof/syncprof.h"
@@ -482,6 +483,7 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
     memset(&g->timer, 0, sizeof g->timer);
     g->timer.idx = -1;
     g->info = nb->info;
+    g->cur_scope = nb->info.scope;
     if (GORO__UNLIKELY(nb->name != NULL)) {
         strncpy(g->name, nb->name, GORO_NAME_MAX - 1);
         g->name[GORO_NAME_MAX - 1] = 0;
@@ -1077,6 +1079,7 @@ static int configure(const goro_options *opts)
 static void teardown(void)
 {
     goro__sysmon_stop();
+    goro__watchdog_reset();
     /* Every other M has left its scheduling loop (joined by the caller). */
     goro__g_teardown_all();
     for (uint32_t i = 0; i < S.nprocs; i++) {

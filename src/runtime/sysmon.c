@@ -14,7 +14,8 @@
  *  - poll for I/O when goroutines wait on sockets and nobody polled for a
  *    whole period (every P busy);
  *  - return free goroutine stacks to the OS (goro__stack_scavenge);
- *  - write the SIGQUIT dump (the signal handler only sets a flag).
+ *  - write the SIGQUIT dump (the signal handler only sets a flag);
+ *  - run the leak watchdog's passes (debug/watchdog.c).
  * When every P is idle it stops ticking and sleeps until a P becomes busy,
  * so an idle runtime costs no CPU.
  *
@@ -36,6 +37,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "debug/watchdog.h"
 #include "runtime/sched.h"
 #include "runtime/symbolize.h"
 
@@ -177,6 +179,7 @@ static void *sysmon_main(void *arg)
         if (atomic_exchange(&sm.dump, 0))
             do_dump();
         bool busy = retake(now);
+        goro__watchdog_tick(now);
         /* I/O completions must be noticed even when every P is busy. */
         if (goro__load_relaxed(&goro__sched_.nwaiting_io) &&
             goro__load_relaxed(&goro__sched_.poll_until) == 0 &&

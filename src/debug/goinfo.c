@@ -1,0 +1,138 @@
+/*
+ * goinfo.c - symbolized goroutine descriptions (goinfo.h).
+ */
+#include "debug/goinfo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void goro__frame_of(goro__symcache *c, uintptr_t pc, bool exact, goro_frame *out)
+{
+    const goro__sym *s = goro__symcache_get(c, exact ? pc : pc - 1);
+    /* The innermost inline frame is where the call physically is. */
+    const goro__sym_frame *f = &s->frames[0];
+    out->pc = pc;
+    out->func = f->func ? f->func : (s->frames[s->nframes - 1].func ? s->frames[s->nframes - 1].func : "?");
+    out->file = f->file ? f->file : "?";
+    out->line = f->line;
+}
+
+/* goro's internal frames (goroutine entry, the leak checker's own main)
+ * end a stack or a creation chain. */
+static bool is_entry(const goro_frame *f) { return strncmp(f->func, "goro__", 6) == 0; }
+
+int goro__goinfo_from_snap(goro__symcache *c, const goro__gsnap *s, int64_t now,
+                           goro_goroutine_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->id = s->id;
+    info->parent_id = s->info.parent_id;
+    info->name = s->name[0] ? strdup(s->name) : NULL;
+    switch (s->state) {
+    case GORO__G_WAITING:
+        info->state = goro__wait_reason_str(s->wait_reason);
+        info->blocked = true;
+        info->wait_ns = s->wait_since && now > s->wait_since ? now - s->wait_since : 0;
+        break;
+    case GORO__G_RUNNABLE:
+        info->state = "runnable";
+        break;
+    case GORO__G_SYSCALL:
+        info->state = "syscall";
+        break;
+    default:
+        info->state = "running";
+    }
+    uint32_t n = s->newborn ? 1 : s->npc;
+    info->stack = n ? calloc(n, sizeof *info->stack) : NULL;
+    if (n && !info->stack)
+        return -ENOMEM;
+    if (s->newborn) {
+        goro__frame_of(c, (uintptr_t)s->info.fn, true, &info->stack[0]);
+        info->nstack = 1;
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            goro_frame f;
+            goro__frame_of(c, s->pc[i], false, &f);
+            if (i == 0) {
+                /* The public call a goroutine is blocked in: name the
+                 * function itself, not goro's helpers inlined into it. */
+                const goro__sym *sym = goro__symcache_get(c, s->pc[i] - 1);
+                const char *outer = sym->frames[sym->nframes - 1].func;
+                if (outer)
+                    f.func = outer;
+            }
+            if (is_entry(&f))
+                break;
+            info->stack[info->nstack++] = f;
+        }
+    }
+    if (s->info.parent_id) {
+        uint32_t k = s->info.npc;
+        info->created = calloc(k ? k : 1, sizeof *info->created);
+        if (!info->created)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < k; i++) {
+            goro_frame f;
+            goro__frame_of(c, s->info.pc[i], false, &f);
+            if (is_entry(&f))
+                break;
+            info->created[info->ncreated++] = f;
+        }
+        /* goro_go's own __FILE__/__LINE__/__func__ are exact even when the
+         * spawning code has no debug information. */
+        if (s->info.file) {
+            if (!info->ncreated)
+                info->ncreated = 1;
+            info->created[0].file = s->info.file;
+            info->created[0].line = s->info.line;
+            if (s->info.func)
+                info->created[0].func = s->info.func;
+        }
+    }
+    return 0;
+}
+
+void goro__goinfo_release(goro_goroutine_info *info)
+{
+    free((void *)info->name);
+    free(info->stack);
+    free(info->created);
+    memset(info, 0, sizeof *info);
+}
+
+const goro_frame *goro__goinfo_top(const goro_goroutine_info *info)
+{
+    for (size_t i = 0; i < info->nstack; i++)
+        if (strncmp(info->stack[i].func, "goro_", 5) != 0)
+            return &info->stack[i];
+    return NULL;
+}
+
+const char *goro__short_file(const char *file)
+{
+    static __thread char cwd[4096];
+    static __thread size_t cwdlen;
+    if (!file)
+        return "?";
+    if (!cwdlen && getcwd(cwd, sizeof cwd))
+        cwdlen = strlen(cwd);
+    if (cwdlen > 1 && strncmp(file, cwd, cwdlen) == 0 && file[cwdlen] == '/')
+        return file + cwdlen + 1;
+    return file;
+}
+
+void goro__fmt_duration(char *buf, size_t len, int64_t ns)
+{
+    if (ns < GORO_SECOND)
+        snprintf(buf, len, "%lldms", (long long)(ns / GORO_MILLISECOND));
+    else if (ns < 60 * GORO_SECOND)
+        snprintf(buf, len, "%llds", (long long)(ns / GORO_SECOND));
+    else if (ns < 3600 * GORO_SECOND)
+        snprintf(buf, len, "%lldm", (long long)(ns / (60 * GORO_SECOND)));
+    else
+        snprintf(buf, len, "%lldh%lldm", (long long)(ns / (3600 * GORO_SECOND)),
+                 (long long)(ns % (3600 * GORO_SECOND) / (60 * GORO_SECOND)));
+}

@@ -596,6 +596,35 @@ int goro_run_checked(goro_fn main_fn, void *arg, const goro_options *opts,
     } while (0)
 #endif
 
+/* Statistics of one reachability scan (goro_leak_scan). */
+typedef struct goro_leak_scan_stats {
+    size_t goroutines;    /* goroutines that existed */
+    size_t blocked;       /* blocked on primitives without a deadline: judged */
+    size_t leaked;
+    size_t threads;       /* threads stopped for the scan */
+    uint64_t heap_bytes;  /* memory scanned as heap */
+    uint64_t scanned_bytes;
+    int64_t pause_ns;     /* how long the world was stopped */
+    int64_t total_ns;
+    const char *incomplete; /* why nothing could be judged, or NULL */
+} goro_leak_scan_stats;
+
+/* The reachability check (Go's goroutineleak profile): find goroutines
+ * blocked forever — on channels, select, Mutex, RWMutex, WaitGroup, Cond
+ * or Once, without a deadline — on primitives that no live memory can reach
+ * (roots: globals, thread stacks and registers, stacks of goroutines that
+ * run, are runnable or wait on I/O, timers or system calls, and the whole
+ * malloc heap; a blocked goroutine whose primitive is reachable is live
+ * too, transitively). Matching is conservative: any word that points into
+ * a primitive's memory block keeps it alive, so the scan can miss a leak
+ * but does not report a goroutine that can still be woken. The world is
+ * stopped (by a signal to every thread) while memory is scanned.
+ * *report is NULL when nothing leaked; stats (may be NULL) describes the
+ * scan. Errors: -EPERM not called from a goroutine; -ENOTSUP in a sanitizer
+ * build (stats->incomplete says why); -EAGAIN a thread could not be
+ * stopped (nothing judged); -ENOMEM. */
+int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
+
 /* The production watchdog (on by default): every `period` it groups the
  * goroutines parked on goro primitives (channels, select, sync; never I/O,
  * sleep or syscalls) by creation site, wait site and wait reason. A group

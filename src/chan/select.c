@@ -241,7 +241,11 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
     } else {
         result = -ETIMEDOUT;
     }
-    free(heap);
+    if (heap) {
+        /* No stale channel pointers in freed memory (leak scan). */
+        memset(heap, 0, n * (2 * sizeof(uint32_t) + sizeof(goro__waiter)));
+        free(heap);
+    }
     return result;
 }
 

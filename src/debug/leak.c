@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "debug/goinfo.h"
+#include "debug/leakscan.h"
 #include "runtime/sched.h"
 
 /* ---- scopes ------------------------------------------------------------- */
@@ -377,6 +378,94 @@ void goro_leak_report_free(goro_leak_report *r)
     free(r->goroutines);
     free(r->message);
     free(r);
+}
+
+/* ---- the reachability scan ----------------------------------------------------- */
+
+GORO__NOINLINE static int leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats,
+                                    void *fp)
+{
+    if (report)
+        *report = NULL;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (!goro__getg())
+        return -EPERM;
+    const char *why;
+    if (!goro__leakscan_supported(&why)) {
+        if (stats)
+            stats->incomplete = why;
+        return -ENOTSUP;
+    }
+    goro__scan_result r;
+    int rc = goro__leakscan((uintptr_t)fp, &r);
+    if (rc)
+        return rc;
+    if (stats) {
+        stats->goroutines = r.ngoroutines;
+        stats->blocked = r.nblocked;
+        stats->leaked = r.nleaked;
+        stats->threads = r.nthreads;
+        stats->heap_bytes = r.heap_bytes;
+        stats->scanned_bytes = r.root_bytes;
+        stats->pause_ns = r.pause_ns;
+        stats->total_ns = r.total_ns;
+        stats->incomplete = r.incomplete;
+    }
+    if (r.incomplete) {
+        goro__scan_result_free(&r);
+        return -EAGAIN;
+    }
+    if (r.nleaked && report) {
+        /* Describe them (the world runs again; leaked goroutines stay). */
+        goro__symcache *c = goro__symcache_new();
+        goro__gsnap *s = malloc(sizeof *s);
+        goro_leak_report *out = calloc(1, sizeof *out);
+        goro_goroutine_info *v = calloc(r.nleaked, sizeof *v);
+        sbuf b = {0};
+        if (!c || !s || !out || !v) {
+            rc = -ENOMEM;
+        } else {
+            int64_t now = goro__coarsetime();
+            uint32_t lim = goro__reg_limit();
+            size_t n = 0;
+            for (uint32_t i = 0; i < lim && rc == 0; i++) {
+                if (!goro__gsnap_take(i, s) ||
+                    !bsearch(&s->id, r.leaked, r.nleaked, sizeof s->id, cmp_u64))
+                    continue;
+                if (n < r.nleaked)
+                    rc = goro__goinfo_from_snap(c, s, now, &v[n++]);
+            }
+            sb_printf(&b, "goro: %zu goroutine%s leaked (blocked forever: nothing live can reach "
+                          "what %s waiting on)\n",
+                      n, n == 1 ? "" : "s", n == 1 ? "it is" : "they are");
+            for (size_t i = 0; i < n; i++)
+                describe(&b, &v[i]);
+            if (b.oom)
+                rc = -ENOMEM;
+            out->count = n;
+            out->goroutines = v;
+            out->message = b.p;
+        }
+        if (rc) {
+            for (size_t i = 0; v && i < r.nleaked; i++)
+                goro__goinfo_release(&v[i]);
+            free(v);
+            free(b.p);
+            free(out);
+        } else {
+            *report = out;
+        }
+        free(s);
+        goro__symcache_free(c);
+    }
+    goro__scan_result_free(&r);
+    return rc;
+}
+
+int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats)
+{
+    return leak_scan(report, stats, __builtin_frame_address(0));
 }
 
 /* ---- goro_run_checked ----------------------------------------------------------- */

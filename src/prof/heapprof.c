@@ -73,6 +73,18 @@ bool goro__heapprof_available(const char **why)
     return false;
 }
 void goro__heapprof_init(void) {}
+bool goro__heapprof_owns(const void *p)
+{
+    (void)p;
+    return false;
+}
+bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi)
+{
+    (void)p;
+    (void)lo;
+    (void)hi;
+    return false;
+}
 int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg)
 {
     (void)fn;
@@ -223,6 +235,30 @@ static inline bool in_region(const void *p)
 }
 
 static inline blk_hdr *hdr_of(void *user) { return ((blk_hdr **)user)[-3]; }
+
+bool goro__heapprof_owns(const void *p) { return in_region(p); }
+
+GORO__NO_SANITIZE bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi)
+{
+    if (!in_region(p))
+        return false;
+    /* Blocks start on page boundaries with a header: walk back to it. */
+    uintptr_t a = (uintptr_t)p, base = atomic_load(&region_base);
+    for (uintptr_t pg = a & ~(uintptr_t)(PAGE - 1); pg >= base; pg -= PAGE) {
+        const blk_hdr *h = (const blk_hdr *)pg;
+        if (h->magic == HDR_MAGIC) {
+            if (a >= pg + h->pages * PAGE)
+                return false;
+            const char *user = (const char *)pg + GORO__ALIGN_UP(sizeof(blk_hdr) + 24, 16);
+            *lo = (uintptr_t)user;
+            *hi = (uintptr_t)user + h->size;
+            return a >= *lo && a < *hi;
+        }
+        if (a - pg > (1u << 30))
+            break;
+    }
+    return false;
+}
 
 /* ---- buckets ------------------------------------------------------------------ */
 

@@ -26,6 +26,14 @@ void goro__heapprof_init(void);
  * built with a sanitizer, or another allocator replaced goro's malloc. */
 bool goro__heapprof_available(const char **why);
 
+/* Was p served from the profiler's sample region (page-granular blocks
+ * with no allocator neighbours)? */
+bool goro__heapprof_owns(const void *p);
+
+/* The sampled block containing p ([*lo, *hi) user bytes); false if p is
+ * not inside one. No locks (usable with the world stopped). */
+bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi);
+
 /* Call fn for every bucket; -ENOTSUP when unavailable. */
 int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg);
 

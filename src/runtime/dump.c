@@ -222,6 +222,7 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
         s->id = self->base.id;
         s->state = GORO__G_RUNNING;
         s->info = self->info;
+        s->info.arg = NULL;
         memcpy(s->name, self->name, GORO_NAME_MAX);
         /* The public function's own frame first, then its callers. */
         uintptr_t fps[GORO__ARRAY_LEN(s->pc)];

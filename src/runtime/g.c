@@ -380,14 +380,13 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
     o->id = gb->id;
     o->state = GORO__GST_STATE(status);
     o->npc = 0;
-    o->nwaiting_obj = 0;
     if (gb->kind == GORO__KIND_NEWBORN) {
         goro__newborn *n = (goro__newborn *)gb;
         o->newborn = true;
         o->wait_reason = GORO__WAIT_NONE;
         o->wait_since = 0;
-        o->wait_obj = NULL;
         o->info = n->info;
+        o->info.arg = NULL;
         o->name[0] = 0;
         const char *nm = n->name;
         if (nm)
@@ -400,17 +399,9 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
     o->newborn = false;
     o->wait_reason = g->wait_reason;
     o->wait_since = g->wait_since;
-    o->wait_obj = g->wait_obj;
     o->info = g->info;
+    o->info.arg = NULL;
     memcpy(o->name, g->name, GORO_NAME_MAX);
-    if (o->state == GORO__G_WAITING) {
-        uint32_t nw = g->nwaiting;
-        goro__waiter *w = g->waiting;
-        if (w && nw <= 65536 && (uintptr_t)w >= g->stack_lo && (uintptr_t)w < g->stack_hi) {
-            for (uint32_t i = 0; i < nw && o->nwaiting_obj < GORO__ARRAY_LEN(o->waiting_obj); i++)
-                o->waiting_obj[o->nwaiting_obj++] = w[i].obj;
-        }
-    }
     if (o->state == GORO__G_SYSCALL && g->wait_fp) {
         /* Frozen at goro_blocking while the call runs on the thread's
          * stack: its callers are stable. */
@@ -448,12 +439,14 @@ GORO__NO_SANITIZE static void peek_copy(goro__gbase *gb, uint64_t status, goro__
         o->wait_reason = GORO__WAIT_NONE;
         o->wait_since = 0;
         o->info = ((goro__newborn *)gb)->info;
+        o->info.arg = NULL;
         return;
     }
     goro__g *g = (goro__g *)gb;
     o->wait_reason = g->wait_reason;
     o->wait_since = g->wait_since;
     o->info = g->info;
+    o->info.arg = NULL;
     o->timed = atomic_load_explicit(&g->timer.state, memory_order_relaxed) != GORO__TIMER_IDLE;
     uintptr_t fp = (uintptr_t)g->wait_fp;
     if (fp >= g->stack_lo && fp + 16 <= g->stack_hi && !(fp & 7))
@@ -496,6 +489,17 @@ bool goro__gsnap_take(uint32_t i, goro__gsnap *out)
         goro__cpu_relax();
     }
     return false;
+}
+
+void goro__g_regions(goro__range_fn fn, void *arg)
+{
+    for (uint32_t c = 0; c < REG_MAX_CHUNKS; c++) {
+        void *mem = goro__load_relaxed(&reg.chunks[c]);
+        if (mem)
+            fn((uintptr_t)mem, (uintptr_t)mem + REG_CHUNK * sizeof(void *), arg);
+    }
+    if (nb.mapping)
+        fn((uintptr_t)nb.mapping, (uintptr_t)nb.mapping + nb.mapping_len, arg);
 }
 
 /* ---- teardown ------------------------------------------------------------------- */

@@ -150,20 +150,20 @@ uint32_t goro__reg_limit(void);
 goro__gbase *goro__reg_get(uint32_t i);
 void goro__reg_set(uint32_t i, goro__gbase *g);
 
-/* A consistent copy of one goroutine, for dumps, profiles and leak checks. */
+/* A consistent copy of one goroutine, for dumps, profiles and leak checks.
+ * Deliberately without the spawn argument or the objects waited on: these
+ * copies end up in freed heap memory, and a stale pointer there would keep
+ * a leaked channel "reachable" for the leak scan. (info.arg is NULL.) */
 typedef struct goro__gsnap {
     uint64_t id;
     unsigned state;
     unsigned wait_reason;
     bool newborn;
     int64_t wait_since;
-    const void *wait_obj;
     goro__spawn_info info;
     char name[GORO_NAME_MAX];
     uint32_t npc;          /* current stack, innermost first */
     uintptr_t pc[64];
-    const void *waiting_obj[8]; /* primitives waited on (select: several) */
-    uint32_t nwaiting_obj;
 } goro__gsnap;
 
 /* A cheap consistent look at a parked goroutine (no unwinding): what the
@@ -175,7 +175,7 @@ typedef struct goro__gpeek {
     bool timed;           /* its wait has a deadline */
     int64_t wait_since;
     uintptr_t wait_pc;    /* return address of the public blocking call */
-    goro__spawn_info info;
+    goro__spawn_info info; /* info.arg is NULL (see goro__gsnap) */
 } goro__gpeek;
 bool goro__gpeek_take(uint32_t i, goro__gpeek *out);
 

@@ -346,6 +346,13 @@ goro__g *goro__stack_alloc(goro__p *p);
 void goro__stack_free(goro__p *p, goro__g *g);
 void goro__stack_flush_cache(goro__p *p);
 void goro__stack_scavenge(void);
+/* Visit the runtime's own memory ranges (stack regions, registry chunks,
+ * the newborn region): the leak scan treats them specially. */
+typedef void (*goro__range_fn)(uintptr_t lo, uintptr_t hi, void *arg);
+void goro__stack_regions(goro__range_fn fn, void *arg);
+void goro__g_regions(goro__range_fn fn, void *arg);
+/* The goroutine record of the stack slot containing addr, or NULL. */
+goro__g *goro__stack_owner(uintptr_t addr);
 /* If addr lies in a goroutine stack's guard or lowest page, the goroutine
  * record of that stack (for the overflow report); else NULL. */
 goro__g *goro__stack_overflow_owner(uintptr_t addr);

@@ -380,6 +380,27 @@ void goro__stack_scavenge(void)
     }
 }
 
+void goro__stack_regions(goro__range_fn fn, void *arg)
+{
+    uint32_t n = goro__load_acquire(&st.nregions);
+    for (uint32_t k = 0; k < n; k++) {
+        region *r = st.regions[k];
+        fn((uintptr_t)r->base, (uintptr_t)r->base + (uintptr_t)r->nslots * st.stack_size, arg);
+    }
+}
+
+goro__g *goro__stack_owner(uintptr_t addr)
+{
+    uint32_t n = goro__load_acquire(&st.nregions);
+    for (uint32_t k = 0; k < n; k++) {
+        region *r = st.regions[k];
+        uintptr_t base = (uintptr_t)r->base;
+        if (addr >= base && addr < base + (uintptr_t)r->nslots * st.stack_size)
+            return slot_g(r, (uint32_t)((addr - base) / st.stack_size));
+    }
+    return NULL;
+}
+
 goro__g *goro__stack_overflow_owner(uintptr_t addr)
 {
     uint32_t n = goro__load_acquire(&st.nregions);

@@ -178,6 +178,7 @@ void goro_ctx_release(goro_ctx *c)
         goro__spin_unlock(&p->lock);
     }
     goro_chan_release(c->done);
+    memset(c, 0, sizeof *c); /* no stale channel pointer in freed memory */
     free(c);
     goro_ctx_release(p);
 }

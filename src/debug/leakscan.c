@@ -1,0 +1,938 @@
+/*
+ * leakscan.c - the reachability leak scan (Go's goroutineleak profile,
+ * golang/go#74609, done conservatively for C).
+ *
+ * A goroutine blocked (without a deadline) on goro primitives — channels,
+ * select, Mutex, RWMutex, WaitGroup, Cond, Once — is leaked when none of
+ * those primitives can be reached from live memory: nobody can ever wake it.
+ *
+ * Algorithm:
+ *  1. Prepare, with the world running: read /proc/self/maps, the writable
+ *     segments of loaded objects and the thread list; map every buffer the
+ *     scan needs (a stopped thread may hold malloc's lock, so nothing is
+ *     allocated while the world is stopped) — these buffers are excluded
+ *     from the scan.
+ *  2. Stop the world: a real-time signal to every other thread; its handler
+ *     records the thread's registers and stack pointer and waits. Threads
+ *     that do not answer within 1 s make the scan incomplete (no goroutine
+ *     is judged: the scan may miss leaks, never invent them).
+ *  3. Classify goroutines: blocked on primitives with no deadline ->
+ *     candidates (with the objects they wait on); everything else (running,
+ *     runnable, newborn, in I/O, sleeping, in a syscall, waiting with a
+ *     deadline) -> roots.
+ *  4. Objects: a channel is its malloc block; a sync primitive is the heap
+ *     block that contains it (found by walking glibc's arenas), or belongs
+ *     to the goroutine whose stack holds it, or lies in a global (always
+ *     reachable); when its container cannot be determined it is treated as
+ *     reachable.
+ *  5. Mark from the roots: writable segments of loaded objects; each
+ *     stopped thread's registers and stack above its stack pointer; root
+ *     goroutines' stacks above their saved stack pointers (and their spawn
+ *     argument); live newborn records; and the malloc heap — all private
+ *     anonymous writable memory except goro's goroutine stacks, registry,
+ *     newborn region, processor/thread records and the scan's own buffers.
+ *     Any word pointing into an object marks it (conservative matching).
+ *  6. Fixed point: a candidate with a marked object becomes a root; its
+ *     stack is scanned; repeat. Candidates left are leaked.
+ *  7. Restart the world; symbolize afterwards.
+ *
+ * Failure modes (documented in README): a stale copy of a pointer in freed
+ * heap memory, dead stack slots or registers hides a leak (false negative);
+ * memory goro does not scan could only matter if it held the sole
+ * reference to a primitive, and goro scans all anonymous writable memory.
+ * The world stays stopped while the heap is scanned (~0.3 s per GiB here).
+ * Sanitizer builds cannot be scanned (shadow memory, poisoned reads).
+ */
+#include "debug/leakscan.h"
+
+#include <dirent.h>
+#include <link.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "chan/chan_internal.h"
+#include "prof/heapprof.h"
+#include "runtime/sched.h"
+
+#define MAX_OBJ_PER_G 64
+#define MAX_THREADS 4096
+
+bool goro__leakscan_supported(const char **why)
+{
+#if GORO__ASAN || GORO__TSAN
+    if (why)
+        *why = GORO__ASAN ? "not available under AddressSanitizer (poisoned memory cannot be scanned)"
+                          : "not available under ThreadSanitizer (the scan reads memory racily by design)";
+    return false;
+#else
+    (void)why;
+    return true;
+#endif
+}
+
+/* ---- memory for the scan (mmapped, excluded from it) ------------------------- */
+
+typedef struct range {
+    uintptr_t lo, hi;
+} range;
+
+typedef struct arena {
+    char *base;
+    size_t len, used;
+} arena;
+
+static void *aalloc(arena *a, size_t n)
+{
+    n = GORO__ALIGN_UP(n, 16);
+    if (a->used + n > a->len)
+        return NULL;
+    void *p = a->base + a->used;
+    a->used += n;
+    return p;
+}
+
+/* ---- stopping the world ---------------------------------------------------- */
+
+typedef struct tstop {
+    _Atomic int tid;
+    _Atomic uint32_t done;
+    uintptr_t sp;
+    greg_t regs[NGREG];
+    goro__m *m;
+} tstop;
+
+static struct {
+    _Atomic uint32_t gen;      /* bumped per stop */
+    _Atomic uint32_t release;  /* == gen: go on */
+    _Atomic uint32_t checked;
+    tstop *slots;
+    uint32_t cap;
+    int sig;
+    bool installed;
+    pthread_mutex_t lock;      /* one scan at a time */
+} stw = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+GORO__NO_SANITIZE static void on_stop(int sig, siginfo_t *si, void *ucv)
+{
+    (void)sig;
+    (void)si;
+    int saved = errno;
+    uint32_t gen = atomic_load(&stw.gen);
+    if (atomic_load(&stw.release) != gen) {
+        uint32_t i = atomic_fetch_add(&stw.checked, 1);
+        if (i < stw.cap) {
+            tstop *t = &stw.slots[i];
+            ucontext_t *uc = ucv;
+            memcpy(t->regs, uc->uc_mcontext.gregs, sizeof t->regs);
+            t->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+            t->m = goro__getm();
+            atomic_store(&t->tid, (int)syscall(SYS_gettid));
+            atomic_store_explicit(&t->done, 1, memory_order_release);
+        }
+        while (atomic_load(&stw.release) != gen)
+            goro__futex_wait(&stw.release, atomic_load(&stw.release), 10 * GORO_MILLISECOND);
+    }
+    errno = saved;
+}
+
+static int install_handler(void)
+{
+    if (stw.installed)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stop;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    stw.sig = SIGRTMIN + 5;
+    if (sigaction(stw.sig, &sa, NULL) != 0)
+        return -errno;
+    stw.installed = true;
+    return 0;
+}
+
+/* ---- preparation (world running) ---------------------------------------------- */
+
+typedef struct mapping {
+    uintptr_t lo, hi;
+    bool anon_rw; /* private anonymous writable (heap candidates) */
+    bool heap;    /* [heap] */
+} mapping;
+
+typedef struct prep {
+    mapping *maps;
+    size_t nmaps;
+    range *globals;
+    size_t nglobals, capglobals;
+    int *tids;
+    size_t ntids;
+} prep;
+
+static int read_maps(prep *p)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -errno;
+    size_t cap = 1024;
+    p->maps = malloc(cap * sizeof *p->maps);
+    char line[1024];
+    while (p->maps && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, inode;
+        char perms[8], dev[16], path[512] = "";
+        int n = sscanf(line, "%lx-%lx %7s %lx %15s %lu %511[^\n]", &lo, &hi, perms, &off, dev,
+                       &inode, path);
+        if (n < 6)
+            continue;
+        if (p->nmaps == cap) {
+            cap *= 2;
+            mapping *nm = realloc(p->maps, cap * sizeof *nm);
+            if (!nm) {
+                free(p->maps);
+                p->maps = NULL;
+                break;
+            }
+            p->maps = nm;
+        }
+        const char *name = path;
+        while (*name == ' ')
+            name++;
+        mapping *m = &p->maps[p->nmaps++];
+        m->lo = lo;
+        m->hi = hi;
+        m->heap = strcmp(name, "[heap]") == 0;
+        m->anon_rw = perms[0] == 'r' && perms[1] == 'w' && perms[3] == 'p' && inode == 0 &&
+                     (m->heap || name[0] == 0);
+    }
+    fclose(f);
+    return p->maps ? 0 : -ENOMEM;
+}
+
+static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    prep *p = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+            continue;
+        if (p->nglobals == p->capglobals) {
+            size_t ncap = p->capglobals ? p->capglobals * 2 : 64;
+            range *ng = realloc(p->globals, ncap * sizeof *ng);
+            if (!ng)
+                return 1;
+            p->globals = ng;
+            p->capglobals = ncap;
+        }
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        p->globals[p->nglobals++] = (range){lo & ~(uintptr_t)7, lo + ph->p_memsz};
+    }
+    return 0;
+}
+
+static int read_tids(prep *p)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -errno;
+    size_t cap = 64;
+    p->tids = malloc(cap * sizeof *p->tids);
+    struct dirent *e;
+    while (p->tids && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (p->ntids == cap) {
+            cap *= 2;
+            int *nt = realloc(p->tids, cap * sizeof *nt);
+            if (!nt) {
+                free(p->tids);
+                p->tids = NULL;
+                break;
+            }
+            p->tids = nt;
+        }
+        p->tids[p->ntids++] = atoi(e->d_name);
+    }
+    closedir(d);
+    return p->tids ? 0 : -ENOMEM;
+}
+
+/* ---- objects and marking -------------------------------------------------------- */
+
+typedef struct object {
+    uintptr_t lo, hi;
+    goro__g *owner;        /* primitive on this goroutine's stack, or NULL */
+    uint32_t first_waiter; /* index into waiters of the first candidate */
+    uint8_t marked;
+    uintptr_t marked_by;   /* address of the word that marked it (0: owner) */
+} object;
+
+typedef struct cand {
+    goro__g *g;
+    uint64_t id;
+    uint8_t root;        /* became a root */
+    uint32_t nobj;
+    uint32_t objs[MAX_OBJ_PER_G]; /* object indices */
+} cand;
+
+typedef struct scan {
+    arena a;
+    object *objs;
+    size_t nobjs, capobjs;
+    uint32_t *order; /* objects sorted by lo */
+    cand *cands;
+    size_t ncands, capcands;
+    /* object -> candidates waiting on it (linked through wnext) */
+    uint32_t *wcand, *wnext;
+    size_t nw, capw;
+    uint32_t *work;      /* candidate indices that became roots */
+    size_t nwork;
+    uint64_t *bloom;     /* bit per page hash */
+    size_t bloom_bits;
+    uintptr_t omin, omax;
+    range *excl;         /* sorted ranges not to scan in the heap pass */
+    size_t nexcl, capexcl;
+    uint64_t scanned;
+    uint32_t *owned;     /* objects with an owner, sorted by owner */
+    size_t nowned;
+} scan;
+
+static inline size_t page_hash(uintptr_t a, size_t bits)
+{
+    return (size_t)(((a >> 12) * 0x9E3779B97F4A7C15ull) >> 40) & (bits - 1);
+}
+
+/* The object a word points into, or -1. */
+GORO__NO_SANITIZE static inline long find_obj(const scan *s, uintptr_t w)
+{
+    if (w < s->omin || w >= s->omax)
+        return -1;
+    size_t h = page_hash(w, s->bloom_bits);
+    if (!(s->bloom[h >> 6] & (1ull << (h & 63))))
+        return -1;
+    size_t lo = 0, hi = s->nobjs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->objs[s->order[mid]].lo <= w)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    uint32_t k = s->order[lo - 1];
+    return (w < s->objs[k].hi) ? (long)k : -1;
+}
+
+static void mark_from(scan *s, uint32_t k, uintptr_t by)
+{
+    object *o = &s->objs[k];
+    if (o->marked)
+        return;
+    o->marked = 1;
+    o->marked_by = by;
+    for (uint32_t w = o->first_waiter; w != UINT32_MAX; w = s->wnext[w]) {
+        cand *c = &s->cands[s->wcand[w]];
+        if (!c->root) {
+            c->root = 1;
+            s->work[s->nwork++] = s->wcand[w];
+        }
+    }
+}
+
+GORO__NO_SANITIZE static void scan_range(scan *s, uintptr_t lo, uintptr_t hi)
+{
+    lo = GORO__ALIGN_UP(lo, 8);
+    if (hi <= lo)
+        return;
+    s->scanned += hi - lo;
+    for (const uintptr_t *p = (const uintptr_t *)lo; (uintptr_t)p + 8 <= hi; p++) {
+        long k = find_obj(s, *p);
+        if (k >= 0)
+            mark_from(s, (uint32_t)k, (uintptr_t)p);
+    }
+}
+
+static void mark(scan *s, uint32_t k) { mark_from(s, k, 0); }
+
+/* Primitives on g's stack become reachable when g is live. */
+static void mark_owned(scan *s, const goro__g *g)
+{
+    size_t lo = 0, hi = s->nowned;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((uintptr_t)s->objs[s->owned[mid]].owner < (uintptr_t)g)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < s->nowned && s->objs[s->owned[lo]].owner == g; lo++)
+        mark(s, s->owned[lo]);
+}
+
+static void scan_word(scan *s, uintptr_t w)
+{
+    long k = find_obj(s, w);
+    if (k >= 0)
+        mark(s, (uint32_t)k);
+}
+
+/* Scan [lo, hi) minus the exclusion ranges. */
+static void scan_minus_excl(scan *s, uintptr_t lo, uintptr_t hi);
+
+/* Scan only the resident pages of [lo, hi) (minus exclusions): a page that
+ * was never touched reads as zeroes and holds no pointer. Only valid
+ * without swap (a swapped-out page is not resident either); `vec` has one
+ * byte per page of a 1 GiB chunk. */
+static void scan_resident(scan *s, uintptr_t lo, uintptr_t hi, unsigned char *vec, bool use_mincore)
+{
+    if (!use_mincore || !vec) {
+        scan_minus_excl(s, lo, hi);
+        return;
+    }
+    const uintptr_t chunk = 1ull << 30;
+    for (uintptr_t c = lo; c < hi; c += chunk) {
+        uintptr_t e = hi - c < chunk ? hi : c + chunk;
+        if (mincore((void *)c, e - c, vec) != 0) {
+            scan_minus_excl(s, c, e);
+            continue;
+        }
+        size_t npg = (e - c + 4095) / 4096;
+        for (size_t i = 0; i < npg;) {
+            if (!(vec[i] & 1)) {
+                i++;
+                continue;
+            }
+            size_t j = i;
+            while (j < npg && (vec[j] & 1))
+                j++;
+            uintptr_t rlo = c + i * 4096, rhi = c + j * 4096;
+            scan_minus_excl(s, rlo, rhi < e ? rhi : e);
+            i = j;
+        }
+    }
+}
+
+static bool swap_enabled(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return true;
+    char line[128];
+    long kb = 1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "SwapTotal: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb != 0;
+}
+
+static void scan_minus_excl(scan *s, uintptr_t lo, uintptr_t hi)
+{
+    for (size_t i = 0; i < s->nexcl && lo < hi; i++) {
+        range e = s->excl[i];
+        if (e.hi <= lo)
+            continue;
+        if (e.lo >= hi)
+            break;
+        if (e.lo > lo)
+            scan_range(s, lo, e.lo);
+        lo = e.hi > lo ? e.hi : lo;
+    }
+    if (lo < hi)
+        scan_range(s, lo, hi);
+}
+
+static void excl_add(scan *s, uintptr_t lo, uintptr_t hi)
+{
+    if (s->nexcl < s->capexcl)
+        s->excl[s->nexcl++] = (range){lo, hi};
+}
+
+static void excl_cb(uintptr_t lo, uintptr_t hi, void *arg) { excl_add(arg, lo, hi); }
+
+static int cmp_range(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static int cmp_owner(const void *a, const void *b);
+static const object *sort_objs_base;
+static int cmp_owner(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)sort_objs_base[*(const uint32_t *)a].owner;
+    uintptr_t y = (uintptr_t)sort_objs_base[*(const uint32_t *)b].owner;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+    const object *x = &sort_objs_base[*(const uint32_t *)a], *y = &sort_objs_base[*(const uint32_t *)b];
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* ---- containers of sync primitives ------------------------------------------------ */
+
+enum { CONT_UNKNOWN, CONT_GLOBAL, CONT_STACK, CONT_BLOCK };
+
+/* glibc: walk the chunks of [lo, hi) starting at `first` and find the one
+ * containing a; validates every step. Returns true and the user range. */
+GORO__NO_SANITIZE static bool chunk_walk(uintptr_t first, uintptr_t end, uintptr_t a, uintptr_t *ulo,
+                                         uintptr_t *uhi)
+{
+    uintptr_t c = first;
+    for (size_t steps = 0; c + 32 <= end && steps < (1u << 28); steps++) {
+        size_t size = ((const size_t *)c)[1] & ~(size_t)7;
+        if (size < 32 || (size & 15) || c + size > end)
+            return false;
+        if (a >= c + 16 && a < c + size) {
+            *ulo = c + 16;
+            *uhi = c + size;
+            return true;
+        }
+        c += size;
+    }
+    return false;
+}
+
+/* Does the chunk chain from `first` end exactly at `end`? (Validates a
+ * guessed start of a non-main arena heap.) */
+GORO__NO_SANITIZE static bool chain_ends_at(uintptr_t first, uintptr_t end)
+{
+    uintptr_t c = first;
+    for (size_t steps = 0; steps < (1u << 26); steps++) {
+        if (c == end)
+            return true;
+        if (c + 32 > end)
+            return false;
+        size_t size = ((const size_t *)c)[1] & ~(size_t)7;
+        if (size < 32 || (size & 15) || c + size > end)
+            return false;
+        c += size;
+    }
+    return false;
+}
+
+GORO__NO_SANITIZE static bool heap_block(const prep *p, uintptr_t a, uintptr_t *lo, uintptr_t *hi)
+{
+    if (goro__heapprof_owns((const void *)a))
+        return goro__heapprof_block((const void *)a, lo, hi);
+    const mapping *m = NULL;
+    for (size_t i = 0; i < p->nmaps; i++)
+        if (a >= p->maps[i].lo && a < p->maps[i].hi) {
+            m = &p->maps[i];
+            break;
+        }
+    if (!m || !m->anon_rw)
+        return false;
+    if (m->heap) /* the main arena: chunks from the start of [heap] */
+        return chunk_walk(m->lo, m->hi, a, lo, hi);
+    /* A non-main arena heap: 64 MiB aligned, heap_info first; its chunks
+     * start somewhere in the first page and end at heap_info.size. */
+    uintptr_t hstart = a & ~(uintptr_t)((64u << 20) - 1);
+    if (hstart >= m->lo && hstart < m->hi) {
+        const size_t *hi_info = (const size_t *)hstart;
+        size_t used = hi_info[2];
+        if (used > 0 && used <= (64u << 20) && hstart + used <= m->hi) {
+            for (uintptr_t first = hstart + 32; first < hstart + 4096; first += 16)
+                if (chain_ends_at(first, hstart + used) &&
+                    chunk_walk(first, hstart + used, a, lo, hi))
+                    return true;
+        }
+    }
+    /* An mmapped chunk at the start of its mapping. */
+    const size_t *h = (const size_t *)m->lo;
+    if ((h[1] & 2) && (h[1] & ~(size_t)7) + h[0] <= m->hi - m->lo && a >= m->lo + 16 &&
+        a < m->lo + (h[1] & ~(size_t)7)) {
+        *lo = m->lo + 16;
+        *hi = m->lo + (h[1] & ~(size_t)7);
+        return true;
+    }
+    return false;
+}
+
+/* ---- the scan ---------------------------------------------------------------- */
+
+static int add_obj(scan *s, uintptr_t lo, uintptr_t hi, goro__g *owner, uint32_t *idx)
+{
+    /* Same object twice (several waiters close together): reuse it. */
+    for (size_t i = s->nobjs; i-- > 0 && i + 64 >= s->nobjs;)
+        if (s->objs[i].lo == lo && s->objs[i].hi == hi) {
+            *idx = (uint32_t)i;
+            return 0;
+        }
+    if (s->nobjs == s->capobjs)
+        return -ENOMEM;
+    s->objs[s->nobjs] = (object){.lo = lo, .hi = hi, .owner = owner, .first_waiter = UINT32_MAX};
+    *idx = (uint32_t)s->nobjs++;
+    return 0;
+}
+
+static void link_waiter(scan *s, uint32_t obj, uint32_t cand)
+{
+    if (s->nw == s->capw)
+        return;
+    s->wcand[s->nw] = cand;
+    s->wnext[s->nw] = s->objs[obj].first_waiter;
+    s->objs[obj].first_waiter = (uint32_t)s->nw++;
+}
+
+static bool in_ranges(const range *r, size_t n, uintptr_t a)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a >= r[i].lo && a < r[i].hi)
+            return true;
+    return false;
+}
+
+typedef struct groot {
+    goro__g *g;
+    uintptr_t lo, hi;   /* stack range to scan */
+    uintptr_t arg;
+} groot;
+
+static int cmp_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int goro__leakscan(uintptr_t fp, goro__scan_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int64_t t_start = goro__nanotime();
+    if (!goro__leakscan_supported(&res->incomplete))
+        return 0;
+    goro__m *self_m = goro__getm();
+    goro__g *self_g = self_m ? self_m->curg : NULL;
+    if (!self_g)
+        return -EPERM;
+    pthread_mutex_lock(&stw.lock);
+    int rc = install_handler();
+    prep p = {0};
+    if (rc == 0)
+        rc = read_maps(&p);
+    if (rc == 0)
+        dl_iterate_phdr(phdr_cb, &p);
+    if (rc == 0)
+        rc = read_tids(&p);
+    bool use_mincore = !swap_enabled();
+    unsigned char *vec = mmap(NULL, (1u << 30) / 4096, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (vec == MAP_FAILED)
+        vec = NULL;
+    if (rc) {
+        free(p.maps);
+        free(p.globals);
+        free(p.tids);
+        pthread_mutex_unlock(&stw.lock);
+        return rc;
+    }
+
+    /* Size everything for the goroutines there may be by the time the
+     * world stops. */
+    size_t gcap = (size_t)goro__reg_limit() + 65536;
+    size_t ocap = gcap * 2 + 1024;
+    scan s = {0};
+    s.capcands = gcap;
+    s.capobjs = ocap;
+    s.capw = ocap;
+    s.capexcl = 1024 + p.nmaps + GORO__MAX_PROCS * 2 + 64;
+    s.bloom_bits = 1u << 23; /* 1 MiB */
+    size_t stop_cap = p.ntids + 64;
+    size_t bytes = gcap * sizeof(cand) + ocap * (sizeof(object) + sizeof(uint32_t) * 3) +
+                   gcap * sizeof(uint32_t) + s.bloom_bits / 8 + s.capexcl * sizeof(range) +
+                   gcap * sizeof(groot) + stop_cap * sizeof(tstop) + ocap * sizeof(uint32_t) +
+                   (1u << 16);
+    s.a.len = GORO__ALIGN_UP(bytes, 4096);
+    s.a.base = mmap(NULL, s.a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s.a.base == MAP_FAILED) {
+        if (vec)
+            munmap(vec, (1u << 30) / 4096);
+        free(p.maps);
+        free(p.globals);
+        free(p.tids);
+        pthread_mutex_unlock(&stw.lock);
+        return -ENOMEM;
+    }
+    s.cands = aalloc(&s.a, gcap * sizeof *s.cands);
+    s.objs = aalloc(&s.a, ocap * sizeof *s.objs);
+    s.order = aalloc(&s.a, ocap * sizeof *s.order);
+    s.wcand = aalloc(&s.a, ocap * sizeof *s.wcand);
+    s.wnext = aalloc(&s.a, ocap * sizeof *s.wnext);
+    s.work = aalloc(&s.a, gcap * sizeof *s.work);
+    s.bloom = aalloc(&s.a, s.bloom_bits / 8);
+    s.excl = aalloc(&s.a, s.capexcl * sizeof *s.excl);
+    groot *roots = aalloc(&s.a, gcap * sizeof *roots);
+    tstop *stops = aalloc(&s.a, stop_cap * sizeof *stops);
+    size_t nroots = 0;
+
+    /* Exclusions from the heap pass (known now; thread stacks added below). */
+    excl_add(&s, (uintptr_t)s.a.base, (uintptr_t)s.a.base + s.a.len);
+    if (vec)
+        excl_add(&s, (uintptr_t)vec, (uintptr_t)vec + (1u << 30) / 4096);
+    goro__stack_regions(excl_cb, &s);
+    goro__g_regions(excl_cb, &s);
+    for (uint32_t i = 0; i < goro__sched_.nprocs; i++)
+        excl_add(&s, (uintptr_t)goro__sched_.allp[i],
+                 (uintptr_t)goro__sched_.allp[i] + sizeof(goro__p));
+    goro__mutex_lock(&goro__sched_.lock);
+    for (goro__m *m = goro__sched_.allm; m; m = m->alllink) {
+        excl_add(&s, (uintptr_t)m, (uintptr_t)m + sizeof *m);
+        if (m->altstack) /* stale signal frames */
+            excl_add(&s, (uintptr_t)m->altstack, (uintptr_t)m->altstack + 64 * 1024);
+        if (m->g0_lo)
+            excl_add(&s, m->g0_lo, m->g0_hi);
+    }
+    goro__mutex_unlock(&goro__sched_.lock);
+
+    /* ---- stop the world ---- */
+    int64_t t_stop = goro__nanotime();
+    int self_tid = (int)syscall(SYS_gettid);
+    stw.slots = stops;
+    stw.cap = (uint32_t)stop_cap;
+    atomic_store(&stw.checked, 0);
+    uint32_t gen = atomic_fetch_add(&stw.gen, 1) + 1;
+    size_t sent = 0;
+    pid_t pid = getpid();
+    for (size_t i = 0; i < p.ntids; i++) {
+        if (p.tids[i] == self_tid)
+            continue;
+        if (syscall(SYS_tgkill, pid, p.tids[i], stw.sig) == 0)
+            sent++;
+    }
+    int64_t deadline = goro__nanotime() + GORO_SECOND;
+    size_t stopped = 0;
+    while (goro__nanotime() < deadline) {
+        stopped = 0;
+        uint32_t n = atomic_load(&stw.checked);
+        for (uint32_t i = 0; i < n && i < stop_cap; i++)
+            stopped += atomic_load_explicit(&stops[i].done, memory_order_acquire);
+        if (stopped >= sent)
+            break;
+        goro__cpu_relax();
+    }
+    res->nthreads = stopped;
+    if (stopped < sent)
+        res->incomplete = "a thread did not stop within 1 s (is the signal blocked?)";
+
+    if (!res->incomplete) {
+        /* Thread stacks: excluded from the heap pass, scanned from sp. */
+        for (size_t i = 0; i < stopped; i++) {
+            uintptr_t sp = stops[i].sp;
+            for (size_t k = 0; k < p.nmaps; k++)
+                if (sp >= p.maps[k].lo && sp < p.maps[k].hi)
+                    excl_add(&s, p.maps[k].lo, p.maps[k].hi);
+        }
+        qsort(s.excl, s.nexcl, sizeof *s.excl, cmp_range);
+
+        /* ---- classify goroutines ---- */
+        uint32_t lim = goro__reg_limit();
+        for (uint32_t i = 0; i < lim && !res->incomplete; i++) {
+            goro__gbase *gb = goro__reg_get(i);
+            if (!gb)
+                continue;
+            res->ngoroutines++;
+            if (gb->kind == GORO__KIND_NEWBORN) {
+                goro__newborn *nb = (goro__newborn *)gb;
+                roots[nroots++] = (groot){.arg = (uintptr_t)nb->info.arg};
+                continue;
+            }
+            goro__g *g = (goro__g *)gb;
+            if (g == self_g)
+                continue; /* its callers' frames are scanned below */
+            unsigned st = GORO__GST_STATE(goro__load_relaxed(&g->base.status));
+            bool timed = atomic_load(&g->timer.state) != GORO__TIMER_IDLE;
+            bool judged = st == GORO__G_WAITING && !timed &&
+                          goro__wait_reason_is_primitive(g->wait_reason) && g->nwaiting > 0 &&
+                          g->nwaiting <= MAX_OBJ_PER_G;
+            if (!judged) {
+                groot r = {.g = g, .arg = (uintptr_t)g->info.arg, .hi = g->stack_hi};
+                if (st == GORO__G_RUNNING)
+                    r.lo = 0; /* its thread's stack pointer covers it */
+                else if (st == GORO__G_SYSCALL && g->wait_fp)
+                    r.lo = (uintptr_t)g->wait_fp > g->stack_lo + 4096 ? (uintptr_t)g->wait_fp - 4096
+                                                                     : g->stack_lo;
+                else
+                    r.lo = (uintptr_t)g->sp;
+                roots[nroots++] = r;
+                continue;
+            }
+            if (s.ncands == s.capcands) {
+                res->incomplete = "too many goroutines appeared while preparing";
+                break;
+            }
+            cand *c = &s.cands[s.ncands];
+            *c = (cand){.g = g, .id = g->base.id};
+            for (uint32_t k = 0; k < g->nwaiting; k++) {
+                goro__waiter *w = &g->waiting[k];
+                uintptr_t a = (uintptr_t)w->obj, lo, hi;
+                goro__g *owner = NULL;
+                uint32_t idx;
+                if (w->drop == goro__chan_waiter_drop) {
+                    /* A channel: its header and buffer. In glibc's heap the
+                     * next chunk's header overlaps the last 8 usable bytes,
+                     * and allocator lists point at it: stop before it. */
+                    const goro_chan *ch = (const goro_chan *)a;
+                    lo = a;
+                    hi = a + sizeof(goro_chan) + (size_t)ch->elem_size * ch->cap;
+                    uintptr_t usable_end = a + malloc_usable_size((void *)a);
+                    if (!goro__heapprof_owns((void *)a) && usable_end - 8 < hi)
+                        hi = usable_end - 8;
+                } else if (in_ranges(p.globals, p.nglobals, a)) {
+                    c->root = 1; /* a global primitive is always reachable */
+                    break;
+                } else if ((owner = goro__stack_owner(a))) {
+                    lo = a; /* lives and dies with the goroutine whose stack holds it */
+                    hi = a + 8;
+                } else if (!heap_block(&p, a, &lo, &hi)) {
+                    c->root = 1; /* container unknown: stay conservative */
+                    break;
+                }
+                if (add_obj(&s, lo, hi, owner, &idx)) {
+                    res->incomplete = "too many objects";
+                    break;
+                }
+                c->objs[c->nobj++] = idx;
+            }
+            s.ncands++;
+        }
+
+        /* Candidates that are roots from the start. */
+        for (size_t i = 0; i < s.ncands; i++)
+            if (s.cands[i].root)
+                s.work[s.nwork++] = (uint32_t)i;
+        for (size_t i = 0; i < s.ncands; i++)
+            for (uint32_t k = 0; k < s.cands[i].nobj; k++)
+                link_waiter(&s, s.cands[i].objs[k], (uint32_t)i);
+
+        /* Index objects: by address for matching words, by owner for
+         * stack-resident primitives. */
+        for (size_t i = 0; i < s.nobjs; i++)
+            s.order[i] = (uint32_t)i;
+        sort_objs_base = s.objs;
+        qsort(s.order, s.nobjs, sizeof *s.order, cmp_obj);
+        s.owned = aalloc(&s.a, s.nobjs * sizeof *s.owned + 16);
+        if (!s.owned)
+            res->incomplete = "out of scan memory";
+        for (size_t i = 0; s.owned && i < s.nobjs; i++)
+            if (s.objs[i].owner)
+                s.owned[s.nowned++] = (uint32_t)i;
+        if (s.owned)
+            qsort(s.owned, s.nowned, sizeof *s.owned, cmp_owner);
+        s.omin = UINTPTR_MAX;
+        for (size_t i = 0; i < s.nobjs; i++) {
+            object *o = &s.objs[i];
+            if (o->lo < s.omin)
+                s.omin = o->lo;
+            if (o->hi > s.omax)
+                s.omax = o->hi;
+            for (uintptr_t pg = o->lo & ~(uintptr_t)4095; pg < o->hi; pg += 4096) {
+                size_t h = page_hash(pg, s.bloom_bits);
+                s.bloom[h >> 6] |= 1ull << (h & 63);
+            }
+        }
+
+        if (!res->incomplete && s.nobjs) {
+            /* ---- mark from the roots ---- */
+            for (size_t i = 0; i < p.nglobals; i++)
+                scan_range(&s, p.globals[i].lo, p.globals[i].hi);
+            for (size_t i = 0; i < stopped; i++) {
+                uintptr_t sp = stops[i].sp, hi = 0;
+                goro__m *m = stops[i].m;
+                if (m && m->curg && sp >= m->curg->stack_lo && sp < m->curg->stack_hi) {
+                    hi = m->curg->stack_hi; /* running a goroutine */
+                } else if (m && !m->curg) {
+                    /* A runtime thread in its scheduler (idle, looking for
+                     * work, running a timer): scheduler frames and registers
+                     * hold only stale copies of user pointers. Skip. */
+                    continue;
+                } else {
+                    /* Another thread, or a goroutine's goro_blocking call
+                     * running on the thread's own stack. */
+                    for (size_t k = 0; k < p.nmaps; k++)
+                        if (sp >= p.maps[k].lo && sp < p.maps[k].hi)
+                            hi = p.maps[k].hi;
+                }
+                for (int r = 0; r < NGREG; r++)
+                    scan_word(&s, (uintptr_t)stops[i].regs[r]);
+                if (hi)
+                    scan_range(&s, sp > 128 ? sp - 128 : sp, hi);
+            }
+            /* Our callers' frames (not the scanner's own). */
+            scan_range(&s, fp, self_g->stack_hi);
+            for (size_t i = 0; i < nroots; i++) {
+                scan_word(&s, roots[i].arg);
+                if (roots[i].g && roots[i].lo)
+                    scan_range(&s, roots[i].lo, roots[i].hi);
+                if (roots[i].g)
+                    mark_owned(&s, roots[i].g);
+            }
+            mark_owned(&s, self_g);
+            /* The malloc heap. */
+            for (size_t i = 0; i < p.nmaps; i++)
+                if (p.maps[i].anon_rw)
+                    scan_resident(&s, p.maps[i].lo, p.maps[i].hi, vec, use_mincore);
+            res->heap_bytes = s.scanned;
+            /* ---- fixed point ---- */
+            while (s.nwork) {
+                cand *c = &s.cands[s.work[--s.nwork]];
+                goro__g *g = c->g;
+                scan_word(&s, (uintptr_t)g->info.arg);
+                scan_range(&s, (uintptr_t)g->sp, g->stack_hi);
+                mark_owned(&s, g);
+            }
+        }
+        res->root_bytes = s.scanned;
+        res->nblocked = s.ncands;
+    }
+
+    /* ---- restart the world ---- */
+    atomic_store(&stw.release, gen);
+    goro__futex_wake(&stw.release, INT32_MAX);
+    res->pause_ns = goro__nanotime() - t_stop;
+
+    if (!res->incomplete) {
+        size_t n = 0;
+        for (size_t i = 0; i < s.ncands; i++)
+            n += !s.cands[i].root;
+        res->leaked = n ? malloc(n * sizeof *res->leaked) : NULL;
+        for (size_t i = 0; i < s.ncands && res->leaked; i++)
+            if (!s.cands[i].root)
+                res->leaked[res->nleaked++] = s.cands[i].id;
+        if (res->nleaked)
+            qsort(res->leaked, res->nleaked, sizeof *res->leaked, cmp_id);
+    }
+    /* A thread that entered the handler late may still be writing its
+     * slot: wait for every claimed slot to be complete before unmapping. */
+    uint32_t claimed = atomic_load(&stw.checked);
+    for (uint32_t i = 0; i < claimed && i < stop_cap; i++)
+        while (!atomic_load_explicit(&stops[i].done, memory_order_acquire))
+            goro__cpu_relax();
+    stw.slots = NULL;
+    stw.cap = 0;
+    munmap(s.a.base, s.a.len);
+    if (vec)
+        munmap(vec, (1u << 30) / 4096);
+    free(p.maps);
+    free(p.globals);
+    free(p.tids);
+    pthread_mutex_unlock(&stw.lock);
+    res->total_ns = goro__nanotime() - t_start;
+    return 0;
+}
+
+void goro__scan_result_free(goro__scan_result *r)
+{
+    free(r->leaked);
+    r->leaked = NULL;
+    r->nleaked = 0;
+}

@@ -4,6 +4,8 @@
 #   2. gcc, ASan+UBSan               (build-asan/)  full suite
 #   3. clang, TSan                   (build-tsan/)  full suite
 #   4. clang, RelWithDebInfo         (build-clang/) compile only (-Werror on both compilers)
+#   5. clang, libFuzzer + ASan/UBSan (build-fuzz/)  the HTTP parser fuzzed for
+#      GORO_FUZZ_SECONDS (default 60) on a copy of fuzz/corpus/http
 # Exits non-zero on the first failing stage.
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,5 +42,16 @@ stage "build (clang, TSan)"
 configure build-tsan clang "thread"
 stage "tests (TSan)"
 TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} run_tests build-tsan
+
+stage "fuzz: HTTP request parser (clang libFuzzer, ${GORO_FUZZ_SECONDS:-60} s)"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang -DGORO_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzz_http_parse
+# Work on a copy: libFuzzer adds what it finds to its corpus directory.
+rm -rf build-fuzz/corpus-http
+mkdir -p build-fuzz/corpus-http
+cp fuzz/corpus/http/* build-fuzz/corpus-http/
+build-fuzz/fuzz/fuzz_http_parse -max_total_time="${GORO_FUZZ_SECONDS:-60}" -print_final_stats=1 \
+    -dict=fuzz/http.dict -artifact_prefix=build-fuzz/ build-fuzz/corpus-http
 
 printf '\nmake check: all stages passed\n'

@@ -703,6 +703,11 @@ int goro_blocking(goro_fn fn, void *arg);
  * calls then fail with -EBADF (Go's "use of closed network connection") and
  * the object is freed once the last of them returned. All of them must be
  * closed before goro_run returns.
+ *
+ * A deadline or context is only consulted when the call would block: a read
+ * with data already buffered, or a connect that completes at once, succeeds
+ * even if the deadline has passed or the context is cancelled (Go instead
+ * fails such calls at once).
  */
 typedef struct goro_listener goro_listener;
 typedef struct goro_conn goro_conn;
@@ -737,8 +742,9 @@ int goro_listener_close(goro_listener *l);
 int goro_dial_tcp(const char *addr, goro_conn **out, int64_t deadline, goro_ctx *ctx);
 int goro_dial_unix(const char *path, goro_conn **out, int64_t deadline, goro_ctx *ctx);
 
-/* Wrap a connected stream socket (made non-blocking). goro owns fd from now
- * on and closes it in goro_conn_close. */
+/* Wrap a connected stream socket, or a pipe end (made non-blocking; writes
+ * to a pipe with no reader fail with -EPIPE, never SIGPIPE). goro owns fd
+ * from now on and closes it in goro_conn_close. */
 int goro_conn_from_fd(int fd, goro_conn **out);
 
 /* Read up to len bytes, waiting until at least one is available. Returns

@@ -74,16 +74,37 @@ int goro__goinfo_from_snap(goro__symcache *c, const goro__gsnap *s, int64_t now,
         info->created = calloc(k ? k : 1, sizeof *info->created);
         if (!info->created)
             return -ENOMEM;
+        /* Each creation pc with its inlined callers (innermost first). */
+        size_t cap = k ? k : 1;
         for (uint32_t i = 0; i < k; i++) {
-            goro_frame f;
-            goro__frame_of(c, s->info.pc[i], false, &f);
-            if (is_entry(&f))
+            const goro__sym *sym = goro__symcache_get(c, s->info.pc[i] - 1);
+            bool stop = false;
+            for (uint32_t j = 0; j < sym->nframes; j++) {
+                goro_frame f = {.pc = s->info.pc[i],
+                                .func = sym->frames[j].func ? sym->frames[j].func : "?",
+                                .file = sym->frames[j].file ? sym->frames[j].file : "?",
+                                .line = sym->frames[j].line};
+                if (is_entry(&f)) {
+                    stop = true;
+                    break;
+                }
+                if (info->ncreated == cap) {
+                    goro_frame *nc = realloc(info->created, 2 * cap * sizeof *nc);
+                    if (!nc)
+                        return -ENOMEM;
+                    info->created = nc;
+                    cap *= 2;
+                }
+                info->created[info->ncreated++] = f;
+            }
+            if (stop)
                 break;
-            info->created[info->ncreated++] = f;
         }
         /* goro_go's own __FILE__/__LINE__/__func__ are exact even when the
          * spawning code has no debug information. */
-        if (s->info.file) {
+        if (s->info.file && (!info->ncreated || !strcmp(info->created[0].file, "?"))) {
+            /* No debug information for the spawning code: goro_go's
+             * __FILE__/__LINE__/__func__ are still exact. */
             if (!info->ncreated)
                 info->ncreated = 1;
             info->created[0].file = s->info.file;

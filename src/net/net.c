@@ -18,14 +18,26 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/netpoll.h"
+
+/* glibc declares __errno_location() const, so a compiler may compute errno's
+ * address once per function and reuse it after goro__pd_wait - by then the
+ * goroutine may run on another thread, and that address is the old thread's
+ * errno (clang does this: reads then saw a stale EINPROGRESS or 0). Every
+ * errno use in this file goes through a call defined in another file, which
+ * cannot be folded. */
+#undef errno
+#define errno (*goro__errno_location())
 
 typedef struct sock {
     goro__pd *pd;
@@ -439,14 +451,23 @@ GORO__NOINLINE static int dial_tcp_impl(const char *addr, goro_conn **out, int64
         return -EINVAL;
     if (!goro__running())
         return -ESRCH;
+    /* The port must be a decimal number in 0..65535 whatever the host is
+     * (getaddrinfo would silently wrap 99999). */
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1] || strlen(colon + 1) > 5)
+        return -EINVAL;
+    for (const char *c = colon + 1; *c; c++)
+        if (*c < '0' || *c > '9')
+            return -EINVAL;
+    if (atol(colon + 1) > 65535)
+        return -EINVAL;
     struct sockaddr_storage ss;
     socklen_t sl;
     if (parse_numeric(addr, &ss, &sl) == 0)
         return connect_one((struct sockaddr *)&ss, sl, out, deadline, ctx, fp);
-    /* A host name: split host and port, resolve without blocking the P. */
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || !colon[1])
-        return -EINVAL;
+    if (addr[0] == '[')
+        return -EINVAL; /* a bracketed host must be a numeric IPv6 address */
+    /* A host name: resolve without blocking the P. */
     char host[256];
     size_t hl = (size_t)(colon - addr);
     if (hl >= sizeof host)
@@ -526,6 +547,29 @@ ssize_t goro_conn_read(goro_conn *c, void *buf, size_t len, int64_t deadline, go
     return read_impl(c, buf, len, deadline, ctx, __builtin_frame_address(0));
 }
 
+/* write(2) to a pipe without SIGPIPE (send's MSG_NOSIGNAL is for sockets
+ * only): block the signal on this thread, write, and discard the SIGPIPE the
+ * write raised (not one that was already pending), then restore the mask. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, buf, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) == -1 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
+}
+
 GORO__NOINLINE static ssize_t write_impl(goro_conn *c, const void *buf, size_t len,
                                          int64_t deadline, goro_ctx *ctx, void *fp)
 {
@@ -545,7 +589,7 @@ GORO__NOINLINE static ssize_t write_impl(goro_conn *c, const void *buf, size_t l
             continue;
         }
         if (errno == ENOTSOCK) /* a pipe or tty wrapped with goro_conn_from_fd */
-            n = write(c->s.fd, (const char *)buf + done, len - done);
+            n = write_nosigpipe(c->s.fd, (const char *)buf + done, len - done);
         if (n >= 0) {
             done += (size_t)n;
             continue;

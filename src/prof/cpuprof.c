@@ -64,7 +64,7 @@ GORO__NO_SANITIZE static void on_sigprof(int sig, siginfo_t *si, void *ucv)
     goro__m *m = goro__getm();
     if (!m || !atomic_load_explicit(&prof.active, memory_order_relaxed))
         return;
-    goro__cpubuf *b = m->cpubuf;
+    goro__cpubuf *b = atomic_load_explicit(&m->cpubuf, memory_order_acquire);
     if (!b)
         return;
     int saved_errno = errno;
@@ -101,7 +101,7 @@ static int arm(goro__m *m, bool self)
             return -ENOMEM;
         b->next = prof.bufs;
         prof.bufs = b;
-        m->cpubuf = b;
+        atomic_store_explicit(&m->cpubuf, b, memory_order_release);
     }
     goro__cpubuf *b = m->cpubuf;
     if (b->has_timer)

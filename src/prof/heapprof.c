@@ -42,7 +42,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <valgrind/valgrind.h>
+#include "runtime/vg.h"
 
 #include "runtime/lock.h"
 #include "runtime/sched.h"
@@ -229,9 +229,13 @@ static void region_free(char *p, size_t pages)
     goro__spin_unlock(&region_lock);
 }
 
+/* Before the region exists nothing is in it (base 0 would otherwise make
+ * NULL and small values look inside). The acquire pairs with the release in
+ * region_reserve, so region_len is set whenever base is seen. */
 static inline bool in_region(const void *p)
 {
-    return (uintptr_t)p - atomic_load_explicit(&region_base, memory_order_relaxed) < region_len;
+    uintptr_t base = atomic_load_explicit(&region_base, memory_order_acquire);
+    return base && (uintptr_t)p - base < region_len;
 }
 
 static inline blk_hdr *hdr_of(void *user) { return ((blk_hdr **)user)[-3]; }

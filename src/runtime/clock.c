@@ -1,6 +1,8 @@
 /*
  * clock.c - goro's clocks: the public monotonic clock and the coarse clock
- * that parking goroutines use for their wait-start stamp (internal.h).
+ * that parking goroutines use for their wait-start stamp (internal.h), and
+ * goro__errno_location, which must live out of line in a file of its own
+ * concern (here) so that no caller can fold it.
  */
 #include "runtime/internal.h"
 
@@ -24,3 +26,7 @@ int64_t goro_deadline_after(int64_t timeout)
         return GORO_NO_DEADLINE;
     return now + timeout;
 }
+
+/* Out of line and in its own file on purpose: not const, so never cached
+ * across a goroutine switch (internal.h). */
+int *goro__errno_location(void) { return &errno; }

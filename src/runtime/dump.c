@@ -30,7 +30,8 @@
 #include "runtime/unwind.h"
 
 typedef struct wbuf {
-    int fd;
+    goro__sink sink;
+    void *sink_arg;
     int err;
     size_t n;
     char buf[65536];
@@ -39,11 +40,34 @@ typedef struct wbuf {
 static void wb_flush(wbuf *w)
 {
     if (w->n && !w->err) {
-        int rc = goro__write_all(w->fd, w->buf, w->n);
+        int rc = w->sink(w->buf, w->n, w->sink_arg);
         if (rc)
             w->err = rc;
     }
     w->n = 0;
+}
+
+int goro__sink_fd(const void *buf, size_t len, void *arg)
+{
+    return goro__write_all(*(int *)arg, buf, len);
+}
+
+int goro__sink_mem(const void *buf, size_t len, void *arg)
+{
+    goro__membuf *m = arg;
+    if (m->len + len > m->cap) {
+        size_t ncap = m->cap ? m->cap : 65536;
+        while (ncap < m->len + len)
+            ncap *= 2;
+        unsigned char *np = realloc(m->data, ncap);
+        if (!np)
+            return -ENOMEM;
+        m->data = np;
+        m->cap = ncap;
+    }
+    memcpy(m->data + m->len, buf, len);
+    m->len += len;
+    return 0;
 }
 
 static void wb_put(wbuf *w, const char *s, size_t len)
@@ -102,9 +126,9 @@ static const char *state_str(const goro__gsnap *s)
     }
 }
 
-static void write_header(wbuf *w, const goro__gsnap *s, int64_t now)
+static void write_header(wbuf *w, const goro__gsnap *s, int64_t now, const char *suffix)
 {
-    wb_printf(w, "goroutine %llu [%s", (unsigned long long)s->id, state_str(s));
+    wb_printf(w, "goroutine %llu [%s%s", (unsigned long long)s->id, state_str(s), suffix);
     if (s->state == GORO__G_WAITING && s->wait_since) {
         int64_t mins = (now - s->wait_since) / (60 * GORO_SECOND);
         if (mins >= 1)
@@ -139,8 +163,8 @@ static void write_frame(wbuf *w, goro__symcache *c, uintptr_t pc, bool ret, bool
         else
             wb_printf(w, "?(...)\n");
         wb_printf(w, "\t%s:%d", f->file ? f->file : "?", f->line);
-        if (outer && ret)
-            wb_printf(w, " +0x%lx", (unsigned long)(s->entry ? pc - s->entry : pc));
+        if (outer && ret && s->entry && s->entry <= pc) /* no offset when the entry is unknown */
+            wb_printf(w, " +0x%lx", (unsigned long)(pc - s->entry));
         wb_str(w, "\n");
     }
 }
@@ -154,35 +178,41 @@ static void write_created_by(wbuf *w, goro__symcache *c, const goro__gsnap *s)
     const char *func = in->func;
     const char *file = in->file;
     int line = in->line;
-    if (!func && sym)
-        func = sym->frames[0].func;
-    if (!file && sym) {
+    /* The debug information's path is the full one; goro_go's __FILE__ is
+     * only as the compiler was given it. */
+    if (sym && sym->frames[0].file) {
         file = sym->frames[0].file;
         line = sym->frames[0].line;
     }
+    if (sym && sym->frames[0].func)
+        func = sym->frames[0].func;
     wb_printf(w, "created by %s in goroutine %llu\n", func ? func : "?",
               (unsigned long long)in->parent_id);
     wb_printf(w, "\t%s:%d", file ? file : "?", line);
     if (sym && sym->entry)
         wb_printf(w, " +0x%lx", (unsigned long)(in->pc[0] - sym->entry));
     wb_str(w, "\n");
-    for (uint32_t k = 1; k < in->npc; k++) {
-        const goro__sym *d = goro__symcache_get(c, in->pc[k] - 1);
-        if (is_entry_frame(d))
+    /* The rest of the creation chain: the spawning function's inlined
+     * callers first, then the deeper frames with theirs. */
+    for (uint32_t k = 0; k < in->npc; k++) {
+        const goro__sym *d = k ? goro__symcache_get(c, in->pc[k] - 1) : sym;
+        if (!d || is_entry_frame(d))
             break;
-        const goro__sym_frame *f = &d->frames[0];
-        wb_printf(w, "\t<- %s at %s:%d", f->func ? f->func : "?", f->file ? f->file : "?",
-                  f->line);
-        if (d->entry)
-            wb_printf(w, " +0x%lx", (unsigned long)(in->pc[k] - d->entry));
-        wb_str(w, "\n");
+        for (uint32_t i = k ? 0 : 1; i < d->nframes; i++) {
+            const goro__sym_frame *f = &d->frames[i];
+            wb_printf(w, "\t<- %s at %s:%d", f->func ? f->func : "?", f->file ? f->file : "?",
+                      f->line);
+            if (i + 1 == d->nframes && d->entry)
+                wb_printf(w, " +0x%lx", (unsigned long)(in->pc[k] - d->entry));
+            wb_str(w, "\n");
+        }
     }
 }
 
 static void write_goroutine(wbuf *w, goro__symcache *c, const goro__gsnap *s, int64_t now,
-                            bool self)
+                            bool self, const char *suffix)
 {
-    write_header(w, s, now);
+    write_header(w, s, now, suffix);
     if (s->newborn) {
         write_frame(w, c, (uintptr_t)s->info.fn, false, false);
     } else if (s->state == GORO__G_RUNNING && !self) {
@@ -195,10 +225,22 @@ static void write_goroutine(wbuf *w, goro__symcache *c, const goro__gsnap *s, in
     wb_str(w, "\n");
 }
 
-/* Write all goroutines. self_fp: frame of the public function that asked
- * (its caller's stack is shown for the calling goroutine). */
-GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp)
+static int cmp_u64(const void *a, const void *b)
 {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Write all goroutines (or only o->only_ids, sorted). self_fp: frame of the
+ * public function that asked (its caller's stack is shown for the calling
+ * goroutine). */
+GORO__NOINLINE int goro__dump_write(goro__sink sink, void *sink_arg, const char *header,
+                                    uintptr_t self_fp, const goro__dump_opts *o)
+{
+    static const goro__dump_opts none = {0};
+    if (!o)
+        o = &none;
+    const char *suffix = o->state_suffix ? o->state_suffix : "";
     wbuf *w = malloc(sizeof *w);
     goro__gsnap *s = malloc(sizeof *s);
     goro__symcache *c = goro__symcache_new();
@@ -208,7 +250,8 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
         goro__symcache_free(c);
         return -ENOMEM;
     }
-    w->fd = fd;
+    w->sink = sink;
+    w->sink_arg = sink_arg;
     w->err = 0;
     w->n = 0;
     if (header)
@@ -216,7 +259,9 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
     int64_t now = goro__coarsetime();
     goro__g *self = goro__getg();
     uint32_t self_slot = UINT32_MAX;
-    if (self) {
+    if (self && o->only_ids)
+        self_slot = self->base.slot; /* a filtered dump never lists its caller */
+    else if (self) {
         self_slot = self->base.slot;
         memset(s, 0, sizeof *s);
         s->id = self->base.id;
@@ -236,7 +281,7 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
             }
         memmove(s->pc, s->pc + skip, (n - skip) * sizeof s->pc[0]);
         s->npc = n - skip;
-        write_goroutine(w, c, s, now, true);
+        write_goroutine(w, c, s, now, true, "");
     }
     uint32_t lim = goro__reg_limit();
     for (uint32_t i = 0; i < lim; i++) {
@@ -244,7 +289,9 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
             continue;
         if (!goro__gsnap_take(i, s))
             continue;
-        write_goroutine(w, c, s, now, false);
+        if (o->only_ids && !bsearch(&s->id, o->only_ids, o->nonly, sizeof s->id, cmp_u64))
+            continue;
+        write_goroutine(w, c, s, now, false, suffix);
     }
     wb_flush(w);
     int err = w->err;
@@ -254,11 +301,14 @@ GORO__NOINLINE static int dump_all(int fd, const char *header, uintptr_t self_fp
     return err;
 }
 
-int goro__dump_all(int fd, const char *header) { return dump_all(fd, header, 0); }
+int goro__dump_all(int fd, const char *header)
+{
+    return goro__dump_write(goro__sink_fd, &fd, header, 0, NULL);
+}
 
 int goro_dump(int fd)
 {
     if (!goro__running())
         return -ESRCH;
-    return dump_all(fd, NULL, (uintptr_t)__builtin_frame_address(0));
+    return goro__dump_write(goro__sink_fd, &fd, NULL, (uintptr_t)__builtin_frame_address(0), NULL);
 }

@@ -335,7 +335,7 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_
     if (opts) {
         in->file = opts->file;
         in->func = opts->func;
-        in->line = opts->line;
+        in->line = opts->line > 0 && opts->line < (1 << 23) ? opts->line : 0;
         if (opts->name && !(n->name = strdup(opts->name))) {
             goro__newborn_free(n);
             goro__reg_free(p, slot);
@@ -345,7 +345,7 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id_
         in->file = in->func = NULL;
         in->line = 0;
     }
-    in->npc = (uint16_t)goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
+    in->npc = (uint8_t)goro__unwind_fp((uintptr_t)__builtin_frame_address(0), parent->stack_lo,
                                         parent->stack_hi, in->pc, NULL, GORO__CREATE_DEPTH);
     n->base.id = id;
     n->base.slot = slot;
@@ -387,6 +387,7 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
         o->wait_since = 0;
         o->info = n->info;
         o->info.arg = NULL;
+        o->stack_bytes = sizeof(goro__newborn);
         o->name[0] = 0;
         const char *nm = n->name;
         if (nm)
@@ -402,6 +403,7 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
     o->info = g->info;
     o->info.arg = NULL;
     memcpy(o->name, g->name, GORO_NAME_MAX);
+    o->stack_bytes = goro__g_stack_bytes(g, o->state);
     if (o->state == GORO__G_SYSCALL && g->wait_fp) {
         /* Frozen at goro_blocking while the call runs on the thread's
          * stack: its callers are stable. */
@@ -428,6 +430,18 @@ GORO__NO_SANITIZE static void snap_copy(goro__gbase *gb, uint64_t status, goro__
     }
 }
 
+/* Pages from the saved stack pointer to the top (the G record shares the
+ * top page); a running goroutine's depth is unknown: one page. */
+GORO__NO_SANITIZE uint64_t goro__g_stack_bytes(const goro__g *g, unsigned state)
+{
+    uintptr_t top = GORO__ALIGN_UP(g->stack_hi + sizeof(goro__g), 4096);
+    uintptr_t sp = (uintptr_t)g->sp;
+    if (state != GORO__G_RUNNING && state != GORO__G_SYSCALL && sp >= g->stack_lo &&
+        sp < g->stack_hi)
+        return top - (sp & ~(uintptr_t)4095);
+    return 4096;
+}
+
 GORO__NO_SANITIZE static void peek_copy(goro__gbase *gb, uint64_t status, goro__gpeek *o)
 {
     o->id = gb->id;
@@ -440,6 +454,7 @@ GORO__NO_SANITIZE static void peek_copy(goro__gbase *gb, uint64_t status, goro__
         o->wait_since = 0;
         o->info = ((goro__newborn *)gb)->info;
         o->info.arg = NULL;
+        o->stack_bytes = sizeof(goro__newborn);
         return;
     }
     goro__g *g = (goro__g *)gb;
@@ -447,7 +462,10 @@ GORO__NO_SANITIZE static void peek_copy(goro__gbase *gb, uint64_t status, goro__
     o->wait_since = g->wait_since;
     o->info = g->info;
     o->info.arg = NULL;
-    o->timed = atomic_load_explicit(&g->timer.state, memory_order_relaxed) != GORO__TIMER_IDLE;
+    o->stack_bytes = goro__g_stack_bytes(g, o->state);
+    /* A plain read: TSan instruments atomics even here, and this copy may
+     * race with the record being recycled (the status re-check discards it). */
+    o->timed = *(const volatile uint32_t *)&g->timer.state != GORO__TIMER_IDLE;
     uintptr_t fp = (uintptr_t)g->wait_fp;
     if (fp >= g->stack_lo && fp + 16 <= g->stack_hi && !(fp & 7))
         o->wait_pc = ((const uintptr_t *)fp)[1];

@@ -86,9 +86,9 @@ typedef struct goro__spawn_info {
     uint64_t parent_id;
     const char *file; /* creation site from goro_go (may be NULL) */
     const char *func;
-    int32_t line;
-    uint16_t npc;                      /* creation stack depth */
-    uint16_t scope;                    /* leak-check scope (debug/leak.c) */
+    int32_t line : 24;                 /* 0 when unknown or >= 2^23 */
+    uint32_t npc : 8;                  /* creation stack depth */
+    uint32_t scope;                    /* leak-check scope (debug/leak.c) */
     uintptr_t pc[GORO__CREATE_DEPTH];  /* return addresses, spawner first */
 } goro__spawn_info;
 
@@ -121,7 +121,7 @@ typedef struct goro__g {
     /* Wait information, written by the goroutine itself before it parks. */
     uint8_t wait_reason;
     uint8_t longrun_reported;
-    uint16_t cur_scope;            /* scope this goroutine's children join */
+    uint32_t cur_scope;            /* scope this goroutine's children join */
     int64_t wait_since;            /* coarse clock */
     const void *wait_obj;          /* primitive waited on (first one) */
     void *wait_fp;                 /* frame of the public blocking call */
@@ -164,6 +164,8 @@ typedef struct goro__gsnap {
     char name[GORO_NAME_MAX];
     uint32_t npc;          /* current stack, innermost first */
     uintptr_t pc[64];
+    uint64_t stack_bytes;  /* memory the goroutine holds: its stack's pages
+                              in use (at least one) or its newborn record */
 } goro__gsnap;
 
 /* A cheap consistent look at a parked goroutine (no unwinding): what the
@@ -175,9 +177,11 @@ typedef struct goro__gpeek {
     bool timed;           /* its wait has a deadline */
     int64_t wait_since;
     uintptr_t wait_pc;    /* return address of the public blocking call */
+    uint64_t stack_bytes; /* as goro__gsnap.stack_bytes */
     goro__spawn_info info; /* info.arg is NULL (see goro__gsnap) */
 } goro__gpeek;
 bool goro__gpeek_take(uint32_t i, goro__gpeek *out);
+uint64_t goro__g_stack_bytes(const goro__g *g, unsigned state);
 
 /* Snapshot the goroutine in registry slot i. Returns false if the slot is
  * empty. A goroutine that is running on another thread is copied without

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "goro.h"
 
@@ -89,6 +91,22 @@ int64_t goro__nanotime(void);
  * parking goroutines stamp as their wait start, so parking does not pay for
  * a clock read. Updated by sysmon and by threads waking from sleep. */
 extern _Atomic int64_t goro__coarse_now;
+/* &errno of the calling thread, through a call the compiler cannot fold
+ * (see net.c): for code that reads errno after a goroutine switch. */
+int *goro__errno_location(void);
+
+/* Free a runtime record after wiping it: the leak scan treats the whole
+ * malloc heap, freed chunks included, as roots, and a stale channel pointer
+ * left in a freed record would keep a leaked goroutine looking alive in the
+ * next goro_run. explicit_bzero is not optimised away like memset. */
+static inline void goro__free_wiped(void *ptr, size_t size)
+{
+    if (ptr) {
+        explicit_bzero(ptr, size);
+        free(ptr);
+    }
+}
+
 static inline int64_t goro__coarsetime(void) { return goro__load_relaxed(&goro__coarse_now); }
 static inline void goro__coarse_update(int64_t now) { goro__store_relaxed(&goro__coarse_now, now); }
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "runtime/netpoll.h"
+#include "runtime/sanitizer.h"
 #include "runtime/sched.h"
 
 static int epfd = -1;
@@ -104,6 +105,7 @@ static goro__waiter *poll_events(struct epoll_event *evs, int n, bool *broken)
         goro__pd *pd = (goro__pd *)(uintptr_t)(evs[i].data.u64 & PD_PTR_MASK);
         uint16_t seq = (uint16_t)(evs[i].data.u64 >> 48);
         uint32_t ev = evs[i].events;
+        goro__san_acquire(pd); /* the pd came through epoll: see goro__pd_open */
         goro__spin_lock(&pd->lock);
         if (pd->seq == seq && !pd->closing) {
             if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
@@ -222,6 +224,7 @@ int goro__pd_open(int fd, goro__pd **out)
     pd->rq.head = pd->wq.head = NULL;
     uint64_t tag = pd_tag(pd);
     goro__spin_unlock(&pd->lock);
+    goro__san_release(pd); /* for TSan: the poller reaches pd through the kernel */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = tag};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         int e = errno;

@@ -101,4 +101,25 @@ static inline void goro__san_switch_finish(goro__m *m)
     (void)m;
 }
 
+/* Happens-before edges TSan cannot see: a pointer handed through the kernel
+ * (epoll's user data) is published with release before and taken with
+ * acquire after. */
+static inline void goro__san_release(void *addr)
+{
+#if GORO__TSAN
+    __tsan_release(addr);
+#else
+    (void)addr;
+#endif
+}
+
+static inline void goro__san_acquire(void *addr)
+{
+#if GORO__TSAN
+    __tsan_acquire(addr);
+#else
+    (void)addr;
+#endif
+}
+
 #endif /* GORO_SANITIZER_H */

@@ -74,6 +74,7 @@
 #include "prof/syncprof.h"
 #include "runtime/netpoll.h"
 #include "runtime/sanitizer.h"
+#include "runtime/unwind.h"
 
 goro__sched goro__sched_;
 #define S goro__sched_
@@ -283,6 +284,11 @@ static goro__gbase *globrunq_get(goro__p *p, bool locked)
     if (!locked)
         goro__mutex_lock(&S.lock);
     uint32_t size = goro__load_relaxed(&S.gq_size);
+    if (size == 0) { /* another P emptied the queue between the check and the lock */
+        if (!locked)
+            goro__mutex_unlock(&S.lock);
+        return NULL;
+    }
     uint32_t n = size / S.nprocs + 1;
     if (n > size)
         n = size;
@@ -355,6 +361,15 @@ static int newm(goro__p *p, bool spinning)
         return -ENOMEM;
     m->nextp = p;
     m->spinning = spinning;
+    /* Where the thread is created from (the threadcreate profile). */
+    goro__m *cur = goro__getm();
+    if (cur) {
+        uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+        goro__g *g = cur->curg;
+        bool on_g = g && fp >= g->stack_lo && fp < g->stack_hi;
+        m->ncreate = goro__unwind_fp(fp, on_g ? g->stack_lo : cur->g0_lo,
+                                     on_g ? g->stack_hi : cur->g0_hi, m->create_pc, NULL, 16);
+    }
     goro__mutex_lock(&S.lock);
     m->id = S.mcount++;
     m->alllink = S.allm;
@@ -1086,10 +1101,10 @@ static void teardown(void)
         goro__p *p = S.allp[i];
         goro__timers_destroy(p);
         goro__stack_flush_cache(p);
-        free(p);
+        goro__free_wiped(p, sizeof *p);
         S.allp[i] = NULL;
     }
-    free(S.gq);
+    goro__free_wiped(S.gq, S.gq_cap * sizeof S.gq[0]);
     S.gq = NULL;
     goro__g_subsystem_fini();
     goro__stack_fini();
@@ -1099,7 +1114,7 @@ static void teardown(void)
     goro__m *m = S.allm;
     while (m) {
         goro__m *next = m->alllink;
-        free(m);
+        goro__free_wiped(m, sizeof *m);
         m = next;
     }
 }
@@ -1150,6 +1165,9 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     S.allm = m0;
     S.mcount = 1;
     m_init_thread(m0);
+    /* The threadcreate profile: this thread "was created" by goro_run's caller. */
+    m0->ncreate = goro__unwind_fp((uintptr_t)__builtin_frame_address(0), m0->g0_lo, m0->g0_hi,
+                                  m0->create_pc, NULL, 16);
     acquirep(m0, S.allp[0]);
     for (uint32_t i = S.nprocs; i-- > 1;)
         pidleput_locked(S.allp[i]);
@@ -1220,7 +1238,7 @@ fail_m0:
     pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     goro__m_altstack_fini(m0);
     tls_m = NULL;
-    free(m0);
+    goro__free_wiped(m0, sizeof *m0);
     S.allm = NULL;
 fail_ps:
     for (uint32_t i = 0; i < S.nprocs; i++)
@@ -1247,8 +1265,34 @@ int goro_yield(void)
         return -EPERM;
     goro__p *p = m->p;
     if (runq_empty(p) && goro__load_relaxed(&S.gq_size) == 0 &&
-        goro__load_relaxed(&p->timer0) == 0 && !goro__load_relaxed(&S.shutdown))
-        return 0;
+        goro__load_relaxed(&p->timer0) == 0 && !goro__load_relaxed(&S.shutdown)) {
+        /* Nothing here. Unless another P is stuck behind a goroutine that
+         * never yields with work queued (no thread is idle to take it, or
+         * sysmon's wakeup would have), keep running. */
+        if (GORO__LIKELY(!goro__load_relaxed(&S.stuck_work))) {
+            /* Still a scheduling point for sysmon's long-runner check. */
+            goro__store_relaxed(&p->schedtick, goro__load_relaxed(&p->schedtick) + 1);
+            return 0;
+        }
+        goro__gbase *gb = NULL;
+        for (uint32_t i = 0; i < S.nprocs && !gb && runq_empty(p); i++) {
+            goro__p *v = S.allp[i];
+            unsigned stuck = goro__load_relaxed(&v->stuck);
+            if (v == p || !stuck)
+                continue;
+            int64_t t0 = goro__load_relaxed(&v->timer0), now;
+            if (t0 && t0 <= (now = goro__nanotime()))
+                goro__timers_run(v, now); /* readies onto this P, as in findrunnable */
+            if (runq_empty(p))
+                gb = runqsteal(p, v, stuck == GORO__STUCK_RUNNING);
+        }
+        if (gb) {
+            runqput(p, gb, false);
+        } else if (runq_empty(p)) {
+            goro__store_relaxed(&p->schedtick, goro__load_relaxed(&p->schedtick) + 1);
+            return 0;
+        }
+    }
     goro__g *g = m->curg;
     GORO__WAIT_FRAME(g);
     m->after.kind = GORO__AFTER_YIELD;

@@ -148,8 +148,13 @@ typedef struct goro__m {
     uint32_t id;
     pthread_t thread;
     int tid;                            /* kernel thread id */
+    uint32_t ncreate;                   /* where it was created (threadcreate) */
+    uintptr_t create_pc[16];
     bool is_main;                       /* the thread that called goro_run */
-    struct goro__cpubuf *cpubuf;        /* CPU profile samples (cpuprof.c) */
+    /* CPU profile samples (cpuprof.c): set by another thread under the
+     * profiler's lock (release), read by this thread's SIGPROF handler
+     * (acquire). */
+    struct goro__cpubuf *_Atomic cpubuf;
     _Atomic uint32_t park;              /* futex word for stopm */
     struct goro__p *p;                  /* P held, NULL when idle */
     struct goro__p *nextp;              /* P handed over by startm */
@@ -289,6 +294,9 @@ typedef struct goro__sched {
     goro__gbase **gq;                   /* ring of gq_cap entries */
     uint32_t gq_cap, gq_head;
     _Atomic uint32_t gq_size;
+    /* Some P is stuck (sysmon) with goroutines queued behind it: a yield
+     * with nothing else to run takes them (goro_yield). */
+    _Atomic uint32_t stuck_work;
     /* Configuration. */
     goro__p *allp[GORO__MAX_PROCS];
     uint32_t nprocs;
@@ -382,5 +390,22 @@ void goro__m_altstack_fini(goro__m *m);
 
 /* dump.c: write all goroutines, Go crash-dump shape. */
 int goro__dump_all(int fd, const char *header);
+
+/* Output sinks for the dump writer: an fd (arg: int *) or memory. */
+typedef int (*goro__sink)(const void *buf, size_t len, void *arg);
+typedef struct goro__membuf {
+    unsigned char *data;
+    size_t len, cap;
+} goro__membuf;
+int goro__sink_fd(const void *buf, size_t len, void *arg);
+int goro__sink_mem(const void *buf, size_t len, void *arg);
+
+typedef struct goro__dump_opts {
+    const uint64_t *only_ids; /* sorted; NULL: every goroutine */
+    size_t nonly;
+    const char *state_suffix; /* e.g. " (leaked)" */
+} goro__dump_opts;
+int goro__dump_write(goro__sink sink, void *sink_arg, const char *header, uintptr_t self_fp,
+                     const goro__dump_opts *o);
 
 #endif /* GORO_SCHED_H */

@@ -34,7 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <valgrind/valgrind.h>
+#include "runtime/vg.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
@@ -138,11 +138,12 @@ void goro__stack_fini(void)
             free(r->vg_ids);
         }
         munmap(r->base, (size_t)r->nslots * st.stack_size);
-        free(r->dirty);
-        free(r->clean);
-        free((void *)r->guarded);
-        free((void *)r->canary);
-        free(r);
+        size_t nwords = ((size_t)st.per_region + 63) / 64 * 8;
+        goro__free_wiped(r->dirty, nwords);
+        goro__free_wiped(r->clean, nwords);
+        goro__free_wiped((void *)r->guarded, nwords);
+        goro__free_wiped((void *)r->canary, nwords);
+        goro__free_wiped(r, sizeof *r);
         st.regions[i] = NULL;
     }
     atomic_store(&st.nregions, 0);

@@ -26,12 +26,22 @@ static void bt_error(void *data, const char *msg, int errnum)
 
 static void bt_init(void) { bt_state = backtrace_create_state(NULL, 1, bt_error, NULL); }
 
+/* libbacktrace (gcc 12) joins DWARF 5's compilation directory to a file
+ * name that is already absolute, as clang writes them: "/build//src/a.c".
+ * Keep the absolute part (the string is libbacktrace's and lives on). */
+static const char *clean_file(const char *file)
+{
+    const char *dd = file ? strstr(file, "//") : NULL;
+    return dd ? dd + 1 : file;
+}
+
 static int pcinfo_cb(void *data, uintptr_t pc, const char *file, int line, const char *func)
 {
     (void)pc;
     goro__sym *s = data;
     if (!func && !file)
         return 0;
+    file = clean_file(file);
     if (s->nframes < GORO__SYM_INLINE_MAX) {
         s->frames[s->nframes].func = func;
         s->frames[s->nframes].file = file;

@@ -99,7 +99,7 @@ static void report_longrun(goro__p *p, int64_t dur)
 
 static bool retake(int64_t now)
 {
-    bool busy = false;
+    bool busy = false, stuck_work = false;
     for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
         goro__p *p = goro__sched_.allp[i];
         if (goro__load_relaxed(&p->status) != GORO__P_RUNNING) {
@@ -133,13 +133,17 @@ static bool retake(int64_t now)
         bool work = goro__load_acquire(&p->runqhead) != goro__load_acquire(&p->runqtail) ||
                     (running && goro__load_relaxed(&p->runnext) != NULL);
         int64_t t0 = goro__load_relaxed(&p->timer0);
-        if (work || (t0 && t0 <= now))
+        if (work || (t0 && t0 <= now)) {
+            stuck_work = true;
             goro__wakep();
+        }
         if (goro__sched_.longrun_ns > 0 && dur >= goro__sched_.longrun_ns && !sm.reported[i]) {
             sm.reported[i] = true;
             report_longrun(p, dur);
         }
     }
+    if (goro__load_relaxed(&goro__sched_.stuck_work) != stuck_work)
+        goro__store_relaxed(&goro__sched_.stuck_work, stuck_work);
     return busy;
 }
 

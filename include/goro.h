@@ -567,8 +567,11 @@ int goro_leak_snapshot_take(goro_leak_snapshot **out);
 void goro_leak_snapshot_free(goro_leak_snapshot *s);
 
 /* Start a scope: goroutines the calling goroutine creates from now on (and
- * their descendants) belong to it. Scopes nest. Errors: -EPERM not in a
- * goroutine; -EAGAIN too many scopes open (65535). */
+ * their descendants) belong to it. Scopes nest: the goroutines of a nested
+ * scope also belong to the enclosing ones, before and after the nested
+ * scope ends. Each scope ever begun costs 4 bytes for the life of the
+ * process. Errors: -EINVAL out NULL; -EPERM not in a goroutine; -ENOMEM;
+ * -EAGAIN 2^32 - 2 scopes were begun in this process. */
 int goro_leak_scope_begin(goro_leak_scope **out);
 /* End the scope (the calling goroutine's children no longer join it) and
  * free it. Check with goro_leak_find before ending it. */
@@ -651,7 +654,7 @@ typedef struct goro_watchdog_opts {
     bool disabled;        /* also GORO_WATCHDOG=0 */
     int64_t period;       /* 0 = 2 s (GORO_WATCHDOG_PERIOD_MS) */
     int windows;          /* 0 = 3 */
-    int64_t min_age;      /* 0 = 5 s */
+    int64_t min_age;      /* 0 = 5 s (GORO_WATCHDOG_MIN_AGE_MS) */
     size_t min_count;     /* 0 = 10 */
     /* Called from goro's monitor thread for each new suspect; must not
      * block. NULL: print the message line on stderr. */

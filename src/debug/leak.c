@@ -8,9 +8,10 @@
  * the scope its own children join (cur_scope). goro_leak_scope_begin gives
  * the calling goroutine a fresh scope whose parent is its current one; a
  * goroutine belongs to scope S when its scope or one of that scope's
- * ancestors is S. Scope ids are 16 bits, recycled when a scope ends
- * (goroutines still carrying an ended scope's id simply stop matching it:
- * the table entry's generation changed).
+ * ancestors is S. Scope ids are 32 bits, handed out in order and never
+ * reused; the table keeps every scope's parent (4 bytes per scope ever
+ * begun), so the goroutines of an ended nested scope still belong to the
+ * scopes around it.
  *
  * goro_leak_find reads the goroutine registry through consistent snapshots
  * (g.h), retries with growing sleeps (1 us doubling up to 100 ms, within the
@@ -32,21 +33,17 @@
 
 /* ---- scopes ------------------------------------------------------------- */
 
-#define NSCOPES 65536
-
 struct goro_leak_scope {
-    uint16_t id;
-    uint16_t parent;
-    uint32_t gen;
+    uint32_t id;
+    uint32_t parent;
     goro__g *owner;
 };
 
 static struct {
     goro__mutex lock;
-    uint16_t parent[NSCOPES];
-    uint32_t gen[NSCOPES];
-    bool used[NSCOPES];
-    uint16_t next;
+    uint32_t *parent; /* parent[id] for every scope ever begun */
+    uint32_t cap;
+    uint32_t last;    /* ids are handed out in order and never reused */
 } scopes;
 
 int goro_leak_scope_begin(goro_leak_scope **out)
@@ -60,29 +57,30 @@ int goro_leak_scope_begin(goro_leak_scope **out)
     if (!s)
         return -ENOMEM;
     goro__mutex_lock(&scopes.lock);
-    uint32_t id = 0;
-    for (uint32_t k = 0; k < NSCOPES - 1; k++) {
-        uint32_t cand = 1 + (scopes.next + k) % (NSCOPES - 1);
-        if (!scopes.used[cand]) {
-            id = cand;
-            break;
-        }
-    }
-    if (!id) {
+    uint32_t id = scopes.last + 1;
+    if (id == UINT32_MAX) {
         goro__mutex_unlock(&scopes.lock);
         free(s);
         return -EAGAIN;
     }
-    scopes.next = (uint16_t)id;
-    scopes.used[id] = true;
-    scopes.gen[id]++;
+    if (id >= scopes.cap) {
+        uint32_t ncap = scopes.cap ? scopes.cap * 2 : 1024;
+        uint32_t *np = realloc(scopes.parent, (size_t)ncap * sizeof *np);
+        if (!np) {
+            goro__mutex_unlock(&scopes.lock);
+            free(s);
+            return -ENOMEM;
+        }
+        scopes.parent = np;
+        scopes.cap = ncap;
+    }
+    scopes.last = id;
     scopes.parent[id] = g->cur_scope;
     goro__mutex_unlock(&scopes.lock);
-    s->id = (uint16_t)id;
+    s->id = id;
     s->parent = g->cur_scope;
-    s->gen = scopes.gen[id];
     s->owner = g;
-    g->cur_scope = (uint16_t)id;
+    g->cur_scope = id;
     *out = s;
     return 0;
 }
@@ -94,24 +92,18 @@ void goro_leak_scope_end(goro_leak_scope *s)
     goro__g *g = goro__getg();
     if (g && g == s->owner && g->cur_scope == s->id)
         g->cur_scope = s->parent;
-    goro__mutex_lock(&scopes.lock);
-    scopes.used[s->id] = false;
-    scopes.gen[s->id]++;
-    goro__mutex_unlock(&scopes.lock);
+    /* The table entry stays: goroutines created in this scope still belong
+     * to the enclosing ones. */
     free(s);
 }
 
-/* Locked: is scope `id` (a goroutine's) inside scope s? */
-static bool in_scope(uint16_t id, const goro_leak_scope *s)
+/* Locked: is scope `id` (a goroutine's) s or inside it? A parent's id is
+ * always smaller than its child's, so the walk ends. */
+static bool in_scope(uint32_t id, const goro_leak_scope *s)
 {
-    for (int depth = 0; id && depth < 1000; depth++) {
-        if (id == s->id)
-            return scopes.gen[id] == s->gen;
-        if (!scopes.used[id])
-            return false;
+    while (id > s->id && id <= scopes.last)
         id = scopes.parent[id];
-    }
-    return false;
+    return id == s->id;
 }
 
 /* ---- snapshots ------------------------------------------------------------- */
@@ -375,9 +367,11 @@ void goro_leak_report_free(goro_leak_report *r)
         return;
     for (size_t i = 0; i < r->count; i++)
         goro__goinfo_release(&r->goroutines[i]);
-    free(r->goroutines);
-    free(r->message);
-    free(r);
+    /* Wiped: a later goro_leak_scan reads freed heap memory as roots. */
+    goro__free_wiped(r->goroutines, r->count * sizeof r->goroutines[0]);
+    if (r->message)
+        goro__free_wiped(r->message, strlen(r->message));
+    goro__free_wiped(r, sizeof *r);
 }
 
 /* ---- the reachability scan ----------------------------------------------------- */
@@ -463,9 +457,12 @@ GORO__NOINLINE static int leak_scan(goro_leak_report **report, goro_leak_scan_st
     return rc;
 }
 
-int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats)
+GORO__NOINLINE int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats)
 {
-    return leak_scan(report, stats, __builtin_frame_address(0));
+    GORO__SCAN_BASE(base);
+    int rc = leak_scan(report, stats, (void *)base);
+    (void)base_marker;
+    return rc;
 }
 
 /* ---- goro_run_checked ----------------------------------------------------------- */

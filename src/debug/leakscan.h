@@ -20,11 +20,25 @@ typedef struct goro__scan_result {
     const char *incomplete; /* non-NULL: why no goroutine may be judged */
 } goro__scan_result;
 
-/* Run one scan from a goroutine. fp: the frame of the public call (its
- * callers' frames are roots; the scanner's own are not). Returns 0 (see
- * result->incomplete) or -errno. */
+/* Run one scan from a goroutine. fp: where the roots on the calling
+ * goroutine's stack start, from GORO__SCAN_BASE in the public call (its
+ * callers' frames and registers are roots; the scanner's own frames are
+ * not). Returns 0 (see result->incomplete) or -errno. */
 int goro__leakscan(uintptr_t fp, goro__scan_result *result);
 void goro__scan_result_free(goro__scan_result *r);
+
+/* In the public function that starts a scan (noinline): spill every
+ * callee-saved register into its frame (__builtin_unwind_init, as
+ * conservative collectors do) - the caller may keep its only pointer to a
+ * channel in rbx or r12-r15 - and name the lowest address to scan from:
+ * below both the spill slots (pushed just under the frame pointer) and the
+ * function's locals. */
+#define GORO__SCAN_BASE(var)                                                   \
+    __builtin_unwind_init();                                                   \
+    volatile uintptr_t var##_marker = 0;                                       \
+    uintptr_t var = (uintptr_t)__builtin_frame_address(0) - 64;               \
+    if ((uintptr_t)&var##_marker < var)                                        \
+        var = (uintptr_t)&var##_marker & ~(uintptr_t)7
 
 /* Whether a scan can be trusted in this build (not under sanitizers). */
 bool goro__leakscan_supported(const char **why);

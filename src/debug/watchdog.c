@@ -10,8 +10,11 @@
  * no unwinding, no symbolization, nothing locked that goroutines use.
  *
  * A group becomes a leak suspect when its size grew in each of the last
- * `windows` periods, it has at least `min_count` members, and its oldest
- * member has waited at least `min_age`: a worker pool (stable), request
+ * `windows` periods (and so did its family: all groups with its creation
+ * site and reason, whatever the exact wait address, so that members moving
+ * between two copies of one call site do not count as growth), it has at
+ * least `min_count` members, and its oldest member has waited at least
+ * `min_age`: a worker pool (stable), request
  * goroutines waiting briefly (young), or thousands of connections parked on
  * sockets (not a primitive) never qualify; the story's leak (a growing
  * group of goroutines blocked forever on the same send) does within
@@ -81,6 +84,9 @@ static void read_env_locked(void)
     v = getenv("GORO_WATCHDOG_PERIOD_MS");
     if (v && atoll(v) > 0 && !wd.opts.period)
         wd.opts.period = atoll(v) * GORO_MILLISECOND;
+    v = getenv("GORO_WATCHDOG_MIN_AGE_MS");
+    if (v && atoll(v) > 0 && !wd.opts.min_age)
+        wd.opts.min_age = atoll(v) * GORO_MILLISECOND;
 }
 
 int goro_watchdog_configure(const goro_watchdog_opts *o)
@@ -196,6 +202,27 @@ static void describe(wgroup *g, goro__symcache *c, int64_t now, double growth)
     s->message = msg;
 }
 
+/* Locked. Did the family of g - every group with its creation site and
+ * wait reason, whatever the exact wait address - grow in each of the last W
+ * passes? A compiler may duplicate one source call (clang does for a loop's
+ * first iteration): a stable pool's workers then move from one group to the
+ * other, which grows while the family does not. */
+static bool family_grew(const wgroup *g, int W)
+{
+    uint64_t sum[MAXW + 1] = {0};
+    uintptr_t site = g->ncreate ? g->create_pcs[0] : 0;
+    for (size_t i = 0; i < wd.cap; i++)
+        for (const wgroup *o = wd.slots[i]; o; o = o->next)
+            if (o->reason == g->reason && (o->ncreate ? o->create_pcs[0] : 0) == site &&
+                o->cfile == g->cfile && o->cline == g->cline)
+                for (int w = 0; w <= W; w++)
+                    sum[w] += o->npass > (uint32_t)w ? o->hist[w] : 0;
+    for (int w = 0; w < W; w++)
+        if (sum[w] <= sum[w + 1])
+            return false;
+    return true;
+}
+
 static void pass(int64_t now)
 {
     /* Count without the lock (reading goroutines is lock-free); groups are
@@ -247,7 +274,9 @@ static void pass(int64_t now)
             if (g->npass <= MAXW)
                 g->npass++;
             g->unseen = g->count ? 0 : g->unseen + 1;
-            if (g->unseen >= 10 || (!g->reported && g->unseen >= 3)) {
+            /* An empty group is kept W+1 passes, so that family() below
+             * still sees the members that moved away from it. */
+            if (g->unseen >= (uint32_t)(W + 10) || (!g->reported && g->unseen > (uint32_t)W)) {
                 *pp = g->next;
                 free((void *)g->sus.message);
                 free(g);
@@ -269,7 +298,8 @@ static void pass(int64_t now)
                     g->sus.growth_per_sec = growth;
                 continue;
             }
-            if (!grew || g->count < opt_min_count() || oldest < opt_min_age())
+            if (!grew || g->count < opt_min_count() || oldest < opt_min_age() ||
+                !family_grew(g, W))
                 continue;
             g->reported = true;
             g->sus.count = g->count;

@@ -478,6 +478,15 @@ int goro_cond_broadcast(goro_cond *c);
 long goro_memprofile_rate(void);
 int goro_set_memprofile_rate(long rate);
 
+/* Whether the heap profiler sees this process's allocations. It needs its
+ * malloc interposer to be the malloc that runs: not under ASan or TSan
+ * (their allocator replaces it), valgrind, or another malloc library
+ * loaded first, nor when goro was built with -DGORO_HEAP_PROFILER=OFF.
+ * When false, *why (if why is not NULL) gets a static string naming the
+ * reason; heap profiles then hold only the exact goroutine memory and say
+ * so in a comment. */
+bool goro_heap_profiler_active(const char **why);
+
 /* Block profiling (Go's SetBlockProfileRate): record goroutines blocked on
  * channels, select and sync primitives; events of at least rate_ns are all
  * recorded, shorter ones sampled in proportion (values stay unbiased).
@@ -1029,6 +1038,51 @@ int goro_http_mux_handle(goro_http_mux *m, const char *pattern, goro_http_handle
 /* The mux as a handler: pass goro_http_mux_serve as the server's handler
  * and the mux as handler_arg. */
 void goro_http_mux_serve(goro_http_response *w, goro_http_request *r, void *mux);
+
+/* ------------------------------------------------------------------------- */
+/* Diagnostics over HTTP: /debug/pprof, /debug/goro, /metrics                 */
+/* ------------------------------------------------------------------------- */
+
+/*
+ * goro serves Go's net/http/pprof endpoints with Go's paths, parameters and
+ * formats (go tool pprof, Parca, Grafana Alloy and Pyroscope read them
+ * unchanged), its own leak reports and Prometheus metrics:
+ *   /debug/pprof/                 index page
+ *   /debug/pprof/profile          CPU profile (?seconds=N, default 30)
+ *   /debug/pprof/{goroutine,heap,allocs,threadcreate,block,mutex,
+ *                 goroutineleak}  ?debug=0|1|2, ?seconds=N (a delta)
+ *   /debug/pprof/cmdline, /debug/pprof/symbol
+ *   /debug/goro/leaks             the watchdog's suspects (?format=json)
+ *   /metrics                      Prometheus text format 0.0.4
+ */
+
+/* A handler for all of the above (dispatching on the path); mount it on
+ * your own server, Go style (same port as the service). */
+void goro_debug_handler(goro_http_response *w, goro_http_request *r, void *arg);
+
+/* Route "/debug/pprof/", "/debug/goro/" and "/metrics" of mux to
+ * goro_debug_handler. Errors as goro_http_mux_handle. */
+int goro_debug_mount(goro_http_mux *mux);
+
+/* Serve the endpoints on their own listener, from a goroutine of their own:
+ * addr NULL means GORO_DEBUG_ADDR, else "127.0.0.1:6060". A non-loopback
+ * address is refused (-EACCES) unless allow_remote is true: profiles
+ * expose the program's memory layout and internals. Call from a goroutine.
+ * Errors: -EPERM, -EACCES, listen errors, -ENOMEM. */
+typedef struct goro_debug_server goro_debug_server;
+int goro_debug_serve(const char *addr, bool allow_remote, goro_debug_server **out);
+/* The address it listens on (e.g. after port 0). */
+const char *goro_debug_server_addr(const goro_debug_server *s);
+/* Stop it (graceful until deadline) and free it. Call from a goroutine. */
+int goro_debug_server_stop(goro_debug_server *s, int64_t deadline);
+
+/* Write a named profile (the names above, without "profile") to fd, as the
+ * endpoint would for ?debug=debug. Call from a goroutine.
+ * Errors: -ENOENT unknown name; -EPERM; write errors. */
+int goro_write_profile(const char *name, int debug, int fd);
+/* Take a CPU profile for `seconds` and write it (proto) to fd.
+ * Errors: -EBUSY another CPU profile is running; -EPERM; write errors. */
+int goro_write_cpu_profile(int64_t seconds, int fd);
 
 #ifdef __cplusplus
 }

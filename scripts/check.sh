@@ -20,7 +20,7 @@ configure() { # dir compiler sanitize
 }
 
 run_tests() { # dir
-    ctest --test-dir "$1" --output-on-failure --timeout 600
+    ctest --test-dir "$1" --output-on-failure --no-tests=error --timeout 600
 }
 
 stage "build (gcc)"

@@ -1,21 +1,28 @@
 #!/bin/sh
 # deps.sh SET... - make sure the Debian packages goro needs are installed.
 #
-# Sets: build (compile + tests), bench (Go twins, load generator), all.
+# Sets: build (compile + tests), check (go tool pprof, which the profile
+# tests use to read what goro writes), demo (make demo), bench (Go twins,
+# wrk), all.
 # As root, missing packages are installed with apt-get; otherwise the exact
 # apt-get line is printed and the script fails. Nothing is installed that is
 # already present, so running it again is cheap.
 set -eu
 
-pkgs_build="cmake ninja-build gcc clang libc6-dev libgcc-12-dev libcmocka-dev pkg-config valgrind zlib1g-dev make"
+pkgs_build="cmake ninja-build gcc clang libc6-dev libgcc-12-dev libcmocka-dev pkg-config valgrind zlib1g-dev make curl"
+# make demo: the library, the service and the load generator, and curl
+pkgs_demo="cmake ninja-build gcc libc6-dev libgcc-12-dev pkg-config zlib1g-dev make curl"
+pkgs_check="golang-go"
 pkgs_bench="golang-go wrk"
 
 want=""
 for set in "$@"; do
     case "$set" in
         build) want="$want $pkgs_build" ;;
+        check) want="$want $pkgs_check" ;;
+        demo) want="$want $pkgs_demo" ;;
         bench) want="$want $pkgs_bench" ;;
-        all) want="$want $pkgs_build $pkgs_bench" ;;
+        all) want="$want $pkgs_build $pkgs_check $pkgs_bench" ;;
         *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
     esac
 done

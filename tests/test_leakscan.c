@@ -39,6 +39,7 @@
 #define _GNU_SOURCE
 #include "util.h"
 
+#include <sys/mman.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -2118,6 +2119,129 @@ static void test_scan_timing(void **st)
 }
 
 /* ------------------------------------------------------------------------- */
+/* Repeated scans while another thread maps and unmaps memory                  */
+/* ------------------------------------------------------------------------- */
+
+/* Each scan must judge exactly the leaked half, every time: mappings that
+ * come and go while a scan prepares must not be read after they are gone
+ * (that crashed), and nothing a previous scan left behind, nor the scan's
+ * own bookkeeping, may hold the only other copy of a leaked channel's
+ * address (that hid one leak in the second scan of a process). */
+
+#define RS_N 2000
+#define RS_SCANS 12
+
+goro_chan *lks_rs_live[RS_N];
+
+typedef struct rs_state {
+    atomic_long parked;
+    atomic_bool stop;
+    bool ready;
+    int rc[RS_SCANS];
+    size_t leaked[RS_SCANS], reported[RS_SCANS];
+    const char *incomplete[RS_SCANS];
+    long churned;
+} rs_state;
+
+static void rs_leaked(void *arg)
+{
+    rs_state *s = arg;
+    goro_chan *ch;
+    if (goro_chan_make(&ch, sizeof(int), 0) != 0)
+        return;
+    atomic_fetch_add(&s->parked, 1);
+    int v = 1;
+    goro_chan_send(ch, &v); /* only this goroutine knows ch */
+}
+
+static void rs_live(void *arg)
+{
+    rs_state *s = (rs_state *)((void **)arg)[0];
+    goro_chan *ch = ((void **)arg)[1];
+    free(arg);
+    atomic_fetch_add(&s->parked, 1);
+    goro_chan_recv(ch, NULL, NULL);
+}
+
+/* Maps, touches and unmaps 1 MiB in a loop: the memory map changes under
+ * every scan's preparation. */
+static void rs_churn(void *arg)
+{
+    rs_state *s = arg;
+    while (!atomic_load(&s->stop)) {
+        char *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED) {
+            for (size_t i = 0; i < (1 << 20); i += 4096)
+                m[i] = 1;
+            munmap(m, 1 << 20);
+        }
+        s->churned++;
+        if (s->churned % 16 == 0)
+            goro_yield();
+    }
+}
+
+static void rs_main(void *arg)
+{
+    rs_state *s = arg;
+    for (int i = 0; i < RS_N; i++) {
+        void **a = malloc(2 * sizeof *a);
+        if (!a || goro_chan_make(&lks_rs_live[i], sizeof(int), 0) != 0)
+            return;
+        a[0] = s;
+        a[1] = lks_rs_live[i];
+        goro_go(rs_live, a);
+        goro_go(rs_leaked, s);
+    }
+    s->ready = wait_long(&s->parked, 2 * RS_N, gt_slow(30 * GORO_SECOND));
+    goro_go(rs_churn, s);
+    for (int k = 0; k < RS_SCANS && s->ready; k++) {
+        goro_leak_report *r = NULL;
+        goro_leak_scan_stats st;
+        s->rc[k] = goro_leak_scan(&r, &st);
+        s->leaked[k] = st.leaked;
+        s->reported[k] = r ? r->count : 0;
+        s->incomplete[k] = st.incomplete;
+        goro_leak_report_free(r);
+    }
+    atomic_store(&s->stop, true);
+    goro_sleep(20 * MS);
+    for (int i = 0; i < RS_N; i++)
+        goro_chan_close(lks_rs_live[i]);
+    /* The leaked half stays blocked: goro_run returns with them parked. */
+}
+
+static void test_repeated_scans(void **st)
+{
+    (void)st;
+    if (GT_SANITIZED) {
+        sanitizer_note();
+        skip();
+    }
+    rs_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("repeated leak scans", rs_main, s, &o, 120);
+    assert_true(s->ready);
+    fprintf(stderr, "repeated scans: %d scans of %d leaked + %d reachable while 1 MiB was mapped "
+                    "and unmapped %ld times:",
+            RS_SCANS, RS_N, RS_N, s->churned);
+    for (int k = 0; k < RS_SCANS; k++)
+        fprintf(stderr, " %zu", s->leaked[k]);
+    fprintf(stderr, "\n");
+    for (int k = 0; k < RS_SCANS; k++) {
+        assert_rc(s->rc[k], 0);
+        assert_true_msg(s->incomplete[k] == NULL, "scan %d incomplete: %s", k + 1, s->incomplete[k]);
+        assert_true_msg(s->leaked[k] == RS_N && s->reported[k] == RS_N,
+                        "scan %d judged %zu leaked (%zu reported), want exactly %d", k + 1,
+                        s->leaked[k], s->reported[k], RS_N);
+    }
+    assert_true(s->churned > 0);
+    (void)rc;
+    free(s);
+}
+
+/* ------------------------------------------------------------------------- */
 /* Outside a goroutine; sanitizer builds                                       */
 /* ------------------------------------------------------------------------- */
 
@@ -2227,6 +2351,7 @@ int main(void)
         cmocka_unit_test(test_case_server),
         cmocka_unit_test(test_restarted_runtime),
         cmocka_unit_test(test_scan_timing),
+        cmocka_unit_test(test_repeated_scans),
     };
     return cmocka_run_group_tests(tests, NULL, print_table);
 }

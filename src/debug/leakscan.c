@@ -7,15 +7,18 @@
  * those primitives can be reached from live memory: nobody can ever wake it.
  *
  * Algorithm:
- *  1. Prepare, with the world running: read /proc/self/maps, the writable
- *     segments of loaded objects and the thread list; map every buffer the
+ *  1. Prepare, with the world running: size the memory map, read the
+ *     writable segments of loaded objects and the thread list; map every buffer the
  *     scan needs (a stopped thread may hold malloc's lock, so nothing is
  *     allocated while the world is stopped) — these buffers are excluded
  *     from the scan.
  *  2. Stop the world: a real-time signal to every other thread; its handler
  *     records the thread's registers and stack pointer and waits. Threads
  *     that do not answer within 1 s make the scan incomplete (no goroutine
- *     is judged: the scan may miss leaks, never invent them).
+ *     is judged: the scan may miss leaks, never invent them). Then read
+ *     /proc/self/maps (raw reads into the scan's buffers): mappings made
+ *     or removed while preparing are neither read after they are gone nor
+ *     missed.
  *  3. Classify goroutines: blocked on primitives with no deadline ->
  *     candidates (with the objects they wait on); everything else (running,
  *     runnable, newborn, in I/O, sleeping, in a syscall, waiting with a
@@ -27,8 +30,8 @@
  *     reachable.
  *  5. Mark from the roots: writable segments of loaded objects; each
  *     stopped thread's registers and stack above its stack pointer; root
- *     goroutines' stacks above their saved stack pointers (and their spawn
- *     argument); live newborn records; and the malloc heap — all private
+ *     goroutines' stacks above their saved stack pointers (and the spawn
+ *     argument of newborn and running ones); and the malloc heap — all private
  *     anonymous writable memory except goro's goroutine stacks, registry,
  *     newborn region, processor/thread records and the scan's own buffers.
  *     Any word pointing into an object marks it (conservative matching).
@@ -46,6 +49,7 @@
 #include "debug/leakscan.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -168,51 +172,87 @@ typedef struct mapping {
 } mapping;
 
 typedef struct prep {
-    mapping *maps;
-    size_t nmaps;
+    mapping *maps;       /* read again once the world is stopped (scan arena) */
+    size_t nmaps, capmaps;
     range *globals;
     size_t nglobals, capglobals;
     int *tids;
     size_t ntids;
 } prep;
 
-static int read_maps(prep *p)
+/* Parse /proc/self/maps with raw reads and no allocation: it runs while the
+ * world is stopped (another thread may hold malloc's or stdio's locks).
+ * Fills out[0..cap) when out is not NULL; *n gets the number of mappings
+ * (also those past cap). buf is scratch space of buflen bytes. */
+GORO__NO_SANITIZE static int maps_parse(mapping *out, size_t cap, size_t *n, char *buf, size_t buflen)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return -errno;
-    size_t cap = 1024;
-    p->maps = malloc(cap * sizeof *p->maps);
-    char line[1024];
-    while (p->maps && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi, off, inode;
-        char perms[8], dev[16], path[512] = "";
-        int n = sscanf(line, "%lx-%lx %7s %lx %15s %lu %511[^\n]", &lo, &hi, perms, &off, dev,
-                       &inode, path);
-        if (n < 6)
-            continue;
-        if (p->nmaps == cap) {
-            cap *= 2;
-            mapping *nm = realloc(p->maps, cap * sizeof *nm);
-            if (!nm) {
-                free(p->maps);
-                p->maps = NULL;
-                break;
+    size_t len = 0, count = 0;
+    bool eof = false;
+    while (!eof || len > 0) {
+        if (!eof && len < buflen) {
+            ssize_t r = read(fd, buf + len, buflen - len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                int e = -errno;
+                close(fd);
+                return e;
             }
-            p->maps = nm;
+            if (r == 0)
+                eof = true;
+            len += (size_t)r;
         }
-        const char *name = path;
-        while (*name == ' ')
-            name++;
-        mapping *m = &p->maps[p->nmaps++];
-        m->lo = lo;
-        m->hi = hi;
-        m->heap = strcmp(name, "[heap]") == 0;
-        m->anon_rw = perms[0] == 'r' && perms[1] == 'w' && perms[3] == 'p' && inode == 0 &&
-                     (m->heap || name[0] == 0);
+        char *nl = memchr(buf, '\n', len);
+        if (!nl && !eof && len < buflen)
+            continue;
+        size_t linelen = nl ? (size_t)(nl - buf) : len;
+        /* "lo-hi perms offset dev inode   path" */
+        const char *q = buf, *end = buf + linelen;
+        uintptr_t v[2] = {0, 0};
+        for (int k = 0; k < 2; k++, q++)
+            for (; q < end && *q != '-' && *q != ' '; q++)
+                v[k] = v[k] * 16 + (uintptr_t)(*q <= '9' ? *q - '0' : (*q | 32) - 'a' + 10);
+        char perms[4] = {0};
+        for (int k = 0; k < 4 && q < end; k++)
+            perms[k] = *q++;
+        for (int field = 0; field < 3 && q < end; field++) { /* offset dev inode */
+            while (q < end && *q == ' ')
+                q++;
+            if (field == 2) {
+                unsigned long inode = 0;
+                while (q < end && *q >= '0' && *q <= '9')
+                    inode = inode * 10 + (unsigned long)(*q++ - '0');
+                if (inode)
+                    perms[2] = 'F'; /* file-backed: mark as not anonymous */
+            } else {
+                while (q < end && *q != ' ')
+                    q++;
+            }
+        }
+        while (q < end && *q == ' ')
+            q++;
+        size_t plen = (size_t)(end - q);
+        if (v[1] > v[0]) {
+            if (out && count < cap) {
+                mapping *m = &out[count];
+                m->lo = v[0];
+                m->hi = v[1];
+                m->heap = plen == 6 && memcmp(q, "[heap]", 6) == 0;
+                m->anon_rw = perms[0] == 'r' && perms[1] == 'w' && perms[2] != 'F' &&
+                             perms[3] == 'p' && (m->heap || plen == 0);
+            }
+            count++;
+        }
+        size_t used = nl ? linelen + 1 : len;
+        memmove(buf, buf + used, len - used);
+        len -= used;
     }
-    fclose(f);
-    return p->maps ? 0 : -ENOMEM;
+    close(fd);
+    *n = count;
+    return 0;
 }
 
 static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
@@ -401,7 +441,11 @@ static void scan_resident(scan *s, uintptr_t lo, uintptr_t hi, unsigned char *ve
     for (uintptr_t c = lo; c < hi; c += chunk) {
         uintptr_t e = hi - c < chunk ? hi : c + chunk;
         if (mincore((void *)c, e - c, vec) != 0) {
-            scan_minus_excl(s, c, e);
+            /* Part of it is not mapped (cannot happen with the map read
+             * while the world is stopped; stay safe): page by page. */
+            for (uintptr_t pg = c; pg < e; pg += 4096)
+                if (mincore((void *)pg, 4096, vec) == 0 && (vec[0] & 1))
+                    scan_minus_excl(s, pg, pg + 4096 < e ? pg + 4096 : e);
             continue;
         }
         size_t npg = (e - c + 4095) / 4096;
@@ -618,8 +662,9 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     pthread_mutex_lock(&stw.lock);
     int rc = install_handler();
     prep p = {0};
-    if (rc == 0)
-        rc = read_maps(&p);
+    char mapbuf[4096];
+    if (rc == 0) /* only counted now: read again once the world is stopped */
+        rc = maps_parse(NULL, 0, &p.nmaps, mapbuf, sizeof mapbuf);
     if (rc == 0)
         dl_iterate_phdr(phdr_cb, &p);
     if (rc == 0)
@@ -630,7 +675,6 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     if (vec == MAP_FAILED)
         vec = NULL;
     if (rc) {
-        free(p.maps);
         free(p.globals);
         free(p.tids);
         pthread_mutex_unlock(&stw.lock);
@@ -645,19 +689,19 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     s.capcands = gcap;
     s.capobjs = ocap;
     s.capw = ocap;
-    s.capexcl = 1024 + p.nmaps + GORO__MAX_PROCS * 2 + 64;
+    p.capmaps = p.nmaps * 2 + 1024; /* room for mappings made meanwhile */
+    s.capexcl = 1024 + p.capmaps + GORO__MAX_PROCS * 2 + 64;
     s.bloom_bits = 1u << 23; /* 1 MiB */
     size_t stop_cap = p.ntids + 64;
     size_t bytes = gcap * sizeof(cand) + ocap * (sizeof(object) + sizeof(uint32_t) * 3) +
                    gcap * sizeof(uint32_t) + s.bloom_bits / 8 + s.capexcl * sizeof(range) +
                    gcap * sizeof(groot) + stop_cap * sizeof(tstop) + ocap * sizeof(uint32_t) +
-                   (1u << 16);
+                   p.capmaps * sizeof(mapping) + (1u << 16) + (1u << 16);
     s.a.len = GORO__ALIGN_UP(bytes, 4096);
     s.a.base = mmap(NULL, s.a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s.a.base == MAP_FAILED) {
         if (vec)
             munmap(vec, (1u << 30) / 4096);
-        free(p.maps);
         free(p.globals);
         free(p.tids);
         pthread_mutex_unlock(&stw.lock);
@@ -673,6 +717,8 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     s.excl = aalloc(&s.a, s.capexcl * sizeof *s.excl);
     groot *roots = aalloc(&s.a, gcap * sizeof *roots);
     tstop *stops = aalloc(&s.a, stop_cap * sizeof *stops);
+    p.maps = aalloc(&s.a, p.capmaps * sizeof *p.maps);
+    char *scratch = aalloc(&s.a, 1u << 16);
     size_t nroots = 0;
 
     /* Exclusions from the heap pass (known now; thread stacks added below). */
@@ -724,6 +770,19 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     if (stopped < sent)
         res->incomplete = "a thread did not stop within 1 s (is the signal blocked?)";
 
+    /* The memory map as it is now that nothing else runs: mappings made or
+     * removed while preparing (a stack returned to the OS, a large block
+     * freed) must neither be read nor missed. */
+    if (!res->incomplete) {
+        size_t n = 0;
+        if (maps_parse(p.maps, p.capmaps, &n, scratch, 1u << 16) != 0)
+            res->incomplete = "could not read /proc/self/maps";
+        else if (n > p.capmaps)
+            res->incomplete = "too many new mappings appeared while preparing";
+        else
+            p.nmaps = n;
+    }
+
     if (!res->incomplete) {
         /* Thread stacks: excluded from the heap pass, scanned from sp. */
         for (size_t i = 0; i < stopped; i++) {
@@ -755,7 +814,13 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                           goro__wait_reason_is_primitive(g->wait_reason) && g->nwaiting > 0 &&
                           g->nwaiting <= MAX_OBJ_PER_G;
             if (!judged) {
-                groot r = {.g = g, .arg = (uintptr_t)g->info.arg, .hi = g->stack_hi};
+                /* The spawn argument is a root only until the function has
+                 * it (a goroutine that ran holds what it still needs on its
+                 * stack): a freed argument's stale address must not keep a
+                 * channel later allocated in its place alive. */
+                groot r = {.g = g,
+                           .arg = st == GORO__G_RUNNING ? (uintptr_t)g->info.arg : 0,
+                           .hi = g->stack_hi};
                 if (st == GORO__G_RUNNING)
                     r.lo = 0; /* its thread's stack pointer covers it */
                 else if (st == GORO__G_SYSCALL && g->wait_fp)
@@ -886,7 +951,6 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             while (s.nwork) {
                 cand *c = &s.cands[s.work[--s.nwork]];
                 goro__g *g = c->g;
-                scan_word(&s, (uintptr_t)g->info.arg);
                 scan_range(&s, (uintptr_t)g->sp, g->stack_hi);
                 mark_owned(&s, g);
             }
@@ -922,7 +986,6 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     munmap(s.a.base, s.a.len);
     if (vec)
         munmap(vec, (1u << 30) / 4096);
-    free(p.maps);
     free(p.globals);
     free(p.tids);
     pthread_mutex_unlock(&stw.lock);

@@ -198,6 +198,7 @@ static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_
     uint32_t lim = goro__reg_limit();
     int rc = 0;
     for (uint32_t i = 0; i < lim && rc == 0; i++) {
+        GORO__SNAP_AHEAD(i, lim);
         if (!goro__gsnap_take(i, snap) || (self && snap->id == self->base.id))
             continue;
         if (only) {

@@ -285,6 +285,7 @@ GORO__NOINLINE int goro__dump_write(goro__sink sink, void *sink_arg, const char 
     }
     uint32_t lim = goro__reg_limit();
     for (uint32_t i = 0; i < lim; i++) {
+        GORO__SNAP_AHEAD(i, lim);
         if (i == self_slot)
             continue;
         if (!goro__gsnap_take(i, s))

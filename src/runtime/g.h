@@ -187,5 +187,15 @@ uint64_t goro__g_stack_bytes(const goro__g *g, unsigned state);
  * empty. A goroutine that is running on another thread is copied without
  * its stack (npc = 0). Never blocks the goroutine. */
 bool goro__gsnap_take(uint32_t i, goro__gsnap *out);
+/* Hint that goro__gsnap_take(i) comes soon: call with stage 0 about 16
+ * slots ahead and stage 1 about 8 ahead. */
+void goro__gsnap_prefetch(uint32_t i, int stage);
+#define GORO__SNAP_AHEAD(i, lim)                                                                  \
+    do {                                                                                          \
+        if ((i) + 16 < (lim))                                                                     \
+            goro__gsnap_prefetch((i) + 16, 0);                                                    \
+        if ((i) + 8 < (lim))                                                                      \
+            goro__gsnap_prefetch((i) + 8, 1);                                                    \
+    } while (0)
 
 #endif /* GORO_G_H */

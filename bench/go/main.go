@@ -14,9 +14,12 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,6 +330,117 @@ func benchParallel(n int64) {
 }
 
 // ---------------------------------------------------------------------------
+// goroutine_profile, goroutine_dump: the goroutine profile of N goroutines
+// parked on channel receives
+
+func recvParked(ch chan int, wg *sync.WaitGroup) {
+	wg.Done()
+	// Nobody ever sends: this blocks until the process exits.
+	<-ch
+	die("goroutine_profile: a receive on a silent channel returned")
+}
+
+// parkReceivers parks n goroutines on receives from one channel; returns
+// once all have called Done and had 200 ms to park.
+func parkReceivers(n int64) chan int {
+	ch := make(chan int)
+	var wg sync.WaitGroup
+	wg.Add(int(n))
+	for i := int64(0); i < n; i++ {
+		go recvParked(ch, &wg)
+	}
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	return ch
+}
+
+// checkGoroutineProfile writes the profile at debug once into memory and
+// checks what came out, like the C side. Not timed (it is also the
+// warm-up). Go 1.19's debug=2 output stops at 64 MiB (writeGoroutineStacks),
+// so it is only reported, not required to list all n goroutines.
+func checkGoroutineProfile(debug int, n int64) {
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, debug); err != nil {
+		die("goroutine profile debug=%d: %v", debug, err)
+	}
+	b := buf.Bytes()
+	if len(b) == 0 {
+		die("goroutine profile debug=%d: empty", debug)
+	}
+	switch debug {
+	case 0:
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			die("goroutine profile debug=0: not gzip'd protobuf")
+		}
+	case 1:
+		var total int64
+		if _, err := fmt.Sscanf(string(b), "goroutine profile: total %d", &total); err != nil || total < n {
+			die("goroutine profile debug=1: header is not \"goroutine profile: total >= %d\"", n)
+		}
+	default:
+		headers := 0
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if bytes.HasPrefix(line, []byte("goroutine ")) {
+				headers++
+			}
+		}
+		fmt.Fprintf(os.Stderr, "goroutine profile debug=2: %d goroutines, %d bytes (Go stops at 64 MiB)\n",
+			headers, len(b))
+	}
+	fmt.Fprintf(os.Stderr, "goroutine profile debug=%d: %d bytes\n", debug, len(b))
+}
+
+const (
+	profileReps = 5 // debug=0 and debug=1
+	dumpReps    = 3 // debug=2
+)
+
+// timeGoroutineProfile: median over reps of the time to write the
+// goroutine profile to io.Discard.
+func timeGoroutineProfile(debug int, reps int) float64 {
+	ms := make([]float64, reps)
+	p := pprof.Lookup("goroutine")
+	for r := 0; r < reps; r++ {
+		t0 := time.Now()
+		if err := p.WriteTo(io.Discard, debug); err != nil {
+			die("goroutine profile debug=%d: %v", debug, err)
+		}
+		ms[r] = float64(time.Since(t0).Nanoseconds()) / 1e6
+	}
+	sort.Float64s(ms)
+	if reps%2 == 1 {
+		return ms[reps/2]
+	}
+	return (ms[reps/2-1] + ms[reps/2]) / 2
+}
+
+func benchGoroutineProfile(n int64) {
+	ch := parkReceivers(n)
+	checkGoroutineProfile(0, n)
+	checkGoroutineProfile(1, n)
+	d0 := timeGoroutineProfile(0, profileReps)
+	d1 := timeGoroutineProfile(1, profileReps)
+	fmt.Fprintf(os.Stderr, "goroutine_profile: %d goroutines\n", runtime.NumGoroutine())
+	runtime.KeepAlive(ch)
+	emit("goroutine_profile_debug0", d0, 3, "ms")
+	emit("goroutine_profile_debug1", d1, 3, "ms")
+	fmt.Printf("BENCH goroutine_profile_n %d goroutines\n", n)
+	// Tearing down N blocked goroutines is not what we measure.
+	os.Exit(0)
+}
+
+func benchGoroutineDump(n int64) {
+	ch := parkReceivers(n)
+	checkGoroutineProfile(2, n)
+	d2 := timeGoroutineProfile(2, dumpReps)
+	fmt.Fprintf(os.Stderr, "goroutine_dump: %d goroutines\n", runtime.NumGoroutine())
+	runtime.KeepAlive(ch)
+	emit("goroutine_dump", d2, 3, "ms")
+	fmt.Printf("BENCH goroutine_dump_n %d goroutines\n", n)
+	os.Exit(0)
+}
+
+// ---------------------------------------------------------------------------
 // Driver
 
 type benchDef struct {
@@ -343,6 +457,8 @@ var benches = []benchDef{
 	{"select", 1000000, math.MaxInt64, benchSelect},
 	{"parked", 100000, math.MaxInt32, benchParked},
 	{"parallel", 2000, math.MaxInt32, benchParallel},
+	{"goroutine_profile", 100000, math.MaxInt32, benchGoroutineProfile},
+	{"goroutine_dump", 100000, math.MaxInt32, benchGoroutineDump},
 }
 
 func usage(fs *flag.FlagSet) {

@@ -166,9 +166,9 @@ if command -v go >/dev/null 2>&1; then
 else
     say "${DIM}(go is not installed: 'go tool pprof -top heap.pb.gz' would read it; the text form follows)${RST}"
 fi
-cmd "curl -s 'http://$ADDR/debug/pprof/heap?debug=1' | head -8"
+cmd "curl -s 'http://$ADDR/debug/pprof/heap?debug=1' | sed -n '/^# goroutine memory/,/^\$/p'"
 curl -s "http://$ADDR/debug/pprof/heap?debug=1" >"$OUT/heap.txt"
-head -n 8 "$OUT/heap.txt" | show
+sed -n '/^# goroutine memory/,/^$/p' "$OUT/heap.txt" | head -n 9 | show
 
 say ""
 say "${BOLD}c) the goroutineleak profile${RST}: a reachability check (stops the world briefly) - no live"

@@ -61,29 +61,9 @@ if [ -f "$BUILD/CMakeCache.txt" ]; then
 fi
 [ -x "$goro_bin" ] || die "$goro_bin not found: build first (make, or cmake --build $BUILD)"
 
-go_stale=yes
-if [ -x "$go_bin" ] && [ -z "$(find "$here/go" -type f \( -name '*.go' -o -name go.mod \) -newer "$go_bin")" ]; then
-    go_stale=no
-fi
-if [ "$go_stale" = yes ]; then
-    command -v go >/dev/null 2>&1 ||
-        die "go not found: apt-get install golang-go (or scripts/deps.sh bench)"
-    say "building the Go twin $go_bin"
-    mkdir -p "$BUILD/bench"
-    # Same environment as the go-twin CMake target: offline, standard
-    # library only, caches under the build tree.
-    (
-        cd "$here/go"
-        unset GOTOOLCHAIN
-        GOENV=off GOCACHE=$BUILD/bench/go-env/cache GOPATH=$BUILD/bench/go-env/path
-        GOFLAGS=-mod=mod GO111MODULE=on GOPROXY=off CGO_ENABLED=0
-        export GOENV GOCACHE GOPATH GOFLAGS GO111MODULE GOPROXY CGO_ENABLED
-        go build -o "$go_bin" .
-    ) || die "building the Go twin failed"
-fi
-
-# build_go_twin OUT PKG: build a Go twin (same environment as go-bench) when
-# it is missing or older than the Go sources.
+# build_go_twin OUT PKG: build a Go twin when it is missing or older than the
+# Go sources. Same environment as the go-twin CMake target: offline,
+# standard library only, caches under the build tree.
 build_go_twin() {
     if [ ! -x "$1" ] || [ -n "$(find "$here/go" -type f \( -name '*.go' -o -name go.mod \) -newer "$1")" ]; then
         command -v go >/dev/null 2>&1 ||
@@ -99,6 +79,8 @@ build_go_twin() {
         ) || die "building the Go twin $1 failed"
     fi
 }
+
+build_go_twin "$go_bin" .
 
 # http, heapprof: the goro hello server (examples/hello) and its Go twin,
 # driven by wrk. story: examples/leaky-service and its Go twin, driven by
@@ -488,71 +470,64 @@ fail_key() {
 # order R A B: "A B" on odd runs, "B A" on even ones.
 order() { if [ $(($1 % 2)) -eq 1 ]; then echo "$2 $3"; else echo "$3 $2"; fi; }
 
-# --- profile, dump: goroutine profiles of parked goroutines, goro vs Go ---
-if selected profile; then
+# compare RUNS SIDES OFFENV VALUES -- ARGS...: RUNS runs of one process per
+# side, the order alternating. SIDES is "goro go" (goro-bench against its Go
+# twin) or "on off" (goro-bench, with OFFENV set for off). VALUES lists
+# NAME:UNIT:FILE; each value goes to $tmp/FILE.SIDE. A failure marks every
+# FILE failed and ends the comparison.
+compare() {
+    cf_runs=$1 cf_sides=$2 cf_off=$3 cf_vals=$4
+    shift 5
     r=1
-    while [ "$r" -le "$BENCH_RUNS" ]; do
-        for impl in $(order "$r" goro go); do
-            if [ "$impl" = goro ]; then bin=$goro_bin; ev=GORO_PROCS=2; else bin=$go_bin; ev=GOMAXPROCS=2; fi
-            if ! run_multi "profile $impl run $r" "$ev" -- "$bin" goroutine_profile --procs 2 --n 100000; then
-                fail_key profile
-                break 2
+    while [ "$r" -le "$cf_runs" ]; do
+        # shellcheck disable=SC2086 # cf_sides is meant to be split
+        for side in $(order "$r" $cf_sides); do
+            case $side in
+                go) cf_bin=$go_bin cf_env=GOMAXPROCS=2 ;;
+                off) cf_bin=$goro_bin cf_env="GORO_PROCS=2 $cf_off" ;;
+                *) cf_bin=$goro_bin cf_env=GORO_PROCS=2 ;;
+            esac
+            cf_ok=yes cf_line=""
+            # shellcheck disable=SC2086 # cf_env is meant to be split
+            if run_multi "$1 $side run $r" $cf_env -- "$cf_bin" "$@" --procs 2; then
+                for v in $cf_vals; do
+                    cf_n=${v%%:*} cf_rest=${v#*:}
+                    cf_u=${cf_rest%%:*} cf_f=${cf_rest#*:}
+                    if cf_x=$(bval "$cf_n" "$cf_u"); then
+                        keep "$cf_f.$side" "$cf_x"
+                        cf_line="$cf_line $cf_n $cf_x $cf_u"
+                    else
+                        cf_ok=no
+                    fi
+                done
+            else
+                cf_ok=no
             fi
-            d0=$(bval goroutine_profile_debug0 ms) && d1=$(bval goroutine_profile_debug1 ms) || {
-                fail_key profile
-                break 2
-            }
-            keep "profile0.$impl" "$d0"
-            keep "profile1.$impl" "$d1"
-            say "goroutine profile of 100k, run $r/$BENCH_RUNS: $impl debug=0 $d0 ms, debug=1 $d1 ms"
+            if [ "$cf_ok" = no ]; then
+                for v in $cf_vals; do touch "$tmp/${v##*:}.failed"; done
+                failures=$((failures + 1))
+                return 0
+            fi
+            say "$1 run $r/$cf_runs, $side:$cf_line"
         done
         r=$((r + 1))
     done
-fi
+}
+
+# --- profile, dump: goroutine profiles of parked goroutines, goro vs Go ---
+selected profile && compare "$BENCH_RUNS" "goro go" "" \
+    "goroutine_profile_debug0:ms:profile0 goroutine_profile_debug1:ms:profile1" -- goroutine_profile --n 100000
 if selected dump; then
     # Go takes ~15 s per debug=2 dump of 1M goroutines here (4 per process).
     dump_saved_timeout=$timeout_cmd
     [ -n "$timeout_cmd" ] && [ "$BENCH_TIMEOUT" -lt 300 ] && timeout_cmd="timeout -k 5 300"
-    r=1
-    while [ "$r" -le "$runs_1m" ]; do
-        for impl in $(order "$r" goro go); do
-            if [ "$impl" = goro ]; then bin=$goro_bin; ev=GORO_PROCS=2; else bin=$go_bin; ev=GOMAXPROCS=2; fi
-            if ! run_multi "dump $impl run $r" "$ev" -- "$bin" goroutine_dump --procs 2 --n 1000000; then
-                fail_key dump
-                break 2
-            fi
-            d2=$(bval goroutine_dump ms) || {
-                fail_key dump
-                break 2
-            }
-            keep "dump.$impl" "$d2"
-            say "goroutine profile debug=2 of 1M, run $r/$runs_1m: $impl $d2 ms"
-        done
-        r=$((r + 1))
-    done
+    compare "$runs_1m" "goro go" "" "goroutine_dump:ms:dump" -- goroutine_dump --n 1000000
     timeout_cmd=$dump_saved_timeout
 fi
 
 # --- heapprof: the heap profiler at its default rate, on vs off -----------
 if selected heapprof; then
-    r=1
-    while [ "$r" -le "$BENCH_RUNS" ]; do
-        for side in $(order "$r" on off); do
-            if [ "$side" = on ]; then ev=GORO_PROCS=2; else ev="GORO_PROCS=2 GORO_MEMPROFILE_RATE=0"; fi
-            # shellcheck disable=SC2086 # ev is meant to be split
-            if ! run_multi "malloc $side run $r" $ev -- "$goro_bin" malloc --procs 2; then
-                fail_key malloc
-                break 2
-            fi
-            v=$(bval malloc ms) || {
-                fail_key malloc
-                break 2
-            }
-            keep "malloc.$side" "$v"
-            say "malloc mix, heap profiler $side, run $r/$BENCH_RUNS: $v ms"
-        done
-        r=$((r + 1))
-    done
+    compare "$BENCH_RUNS" "on off" GORO_MEMPROFILE_RATE=0 "malloc:ms:malloc" -- malloc
     r=1
     while [ "$r" -le "$BENCH_RUNS" ]; do
         for side in $(order "$r" on off); do
@@ -584,27 +559,8 @@ if selected heapprof; then
 fi
 
 # --- watchdog: spawn and pingpong with 100k parked goroutines, on vs off ---
-if selected watchdog; then
-    r=1
-    while [ "$r" -le "$BENCH_RUNS" ]; do
-        for side in $(order "$r" on off); do
-            if [ "$side" = on ]; then ev=GORO_PROCS=2; else ev="GORO_PROCS=2 GORO_WATCHDOG=0"; fi
-            # shellcheck disable=SC2086 # ev is meant to be split
-            if ! run_multi "watchdog $side run $r" $ev -- "$goro_bin" watchdog --procs 2 --n 100000; then
-                fail_key watchdog
-                break 2
-            fi
-            sp=$(bval watchdog_spawn ns/goroutine) && pp=$(bval watchdog_pingpong ns/roundtrip) || {
-                fail_key watchdog
-                break 2
-            }
-            keep "wdspawn.$side" "$sp"
-            keep "wdpp.$side" "$pp"
-            say "watchdog $side, 100k parked, run $r/$BENCH_RUNS: spawn $sp ns, pingpong $pp ns"
-        done
-        r=$((r + 1))
-    done
-fi
+selected watchdog && compare "$BENCH_RUNS" "on off" GORO_WATCHDOG=0 \
+    "watchdog_spawn:ns/goroutine:wdspawn watchdog_pingpong:ns/roundtrip:wdpp" -- watchdog --n 100000
 
 # --- leakscan: 100k parked goroutines (half leaked) and 1 GiB of heap ------
 if selected leakscan; then
@@ -871,8 +827,8 @@ prow() {
         echo "| $pl | 2 | $(fmtnum "$pg") | $(fmtnum "$po") | $pu | $pr | - | - |" >>"$table"
     fi
 }
-selected profile && prow profile profile0 "goroutine profile debug=0, 100k parked" ms "<=" 0.1
-selected profile && prow profile profile1 "goroutine profile debug=1, 100k parked" ms "<=" 0.1
+selected profile && prow profile0 profile0 "goroutine profile debug=0, 100k parked" ms "<=" 0.1
+selected profile && prow profile1 profile1 "goroutine profile debug=1, 100k parked" ms "<=" 0.1
 selected dump && prow dump dump "goroutine profile debug=2, 1M parked" ms "<=" 0.2
 if selected story; then
     for m in leak fixed wait; do

@@ -933,6 +933,23 @@ goro_ctx *goro_http_request_ctx(goro_http_request *r)
 
 /* Read body bytes (see goro_http_request_read); drain: called by the
  * server after the handler (never sends 100 Continue). */
+/* Up to want (> 0) body bytes: what the read buffer already holds, else one
+ * socket read. Returns the count, or a negative errno (-ECONNRESET when the
+ * peer closed). */
+static ssize_t body_take(hconn *hc, void *buf, size_t want)
+{
+    if (hc->rpos < hc->rend) {
+        size_t n = hc->rend - hc->rpos;
+        if (n > want)
+            n = want;
+        memcpy(buf, hc->rbuf + hc->rpos, n);
+        hc->rpos += n;
+        return (ssize_t)n;
+    }
+    ssize_t n = goro_conn_read(hc->c, buf, want, hc->read_dl, NULL);
+    return n == 0 ? -ECONNRESET : n;
+}
+
 static ssize_t body_read(goro_http_request *r, void *buf, size_t len, bool drain)
 {
     hconn *hc = r->hc;
@@ -955,18 +972,9 @@ static ssize_t body_read(goro_http_request *r, void *buf, size_t len, bool drain
     }
     ssize_t n;
     if (r->body == BODY_LENGTH) {
-        size_t want = len < r->body_left ? len : (size_t)r->body_left;
-        if (hc->rpos < hc->rend) {
-            n = (ssize_t)(hc->rend - hc->rpos);
-            if ((size_t)n > want)
-                n = (ssize_t)want;
-            memcpy(buf, hc->rbuf + hc->rpos, (size_t)n);
-            hc->rpos += (size_t)n;
-        } else {
-            n = goro_conn_read(hc->c, buf, want, hc->read_dl, NULL);
-            if (n <= 0)
-                return r->body_err = n == 0 ? -ECONNRESET : (int)n;
-        }
+        n = body_take(hc, buf, len < r->body_left ? len : (size_t)r->body_left);
+        if (n < 0)
+            return r->body_err = (int)n;
         r->body_left -= (uint64_t)n;
         if (r->body_left == 0) {
             r->body_eof = true;
@@ -978,18 +986,9 @@ static ssize_t body_read(goro_http_request *r, void *buf, size_t len, bool drain
     for (;;) {
         uint64_t due = goro__http_chunked_data_due(&r->ck);
         if (due) {
-            size_t want = len < due ? len : (size_t)due;
-            if (hc->rpos < hc->rend) {
-                n = (ssize_t)(hc->rend - hc->rpos);
-                if ((size_t)n > want)
-                    n = (ssize_t)want;
-                memcpy(buf, hc->rbuf + hc->rpos, (size_t)n);
-                hc->rpos += (size_t)n;
-            } else {
-                n = goro_conn_read(hc->c, buf, want, hc->read_dl, NULL);
-                if (n <= 0)
-                    return r->body_err = n == 0 ? -ECONNRESET : (int)n;
-            }
+            n = body_take(hc, buf, len < due ? len : (size_t)due);
+            if (n < 0)
+                return r->body_err = (int)n;
             goro__http_chunked_take(&r->ck, (uint64_t)n);
             return n;
         }

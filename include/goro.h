@@ -108,7 +108,36 @@ typedef struct goro_options {
  * If every goroutine becomes blocked on goro primitives with no timer
  * pending (a global deadlock), the process prints "fatal error: all
  * goroutines are asleep - deadlock!" and a dump of all goroutines to stderr
- * and exits with status 2 (disable with GORO_NO_DEADLOCK_CHECK).
+ * and exits with status 2 (disable with GORO_NO_DEADLOCK_CHECK). This is
+ * reported only while no thread other than the runtime's own exists in the
+ * process: see "Threads that are not goroutines" below.
+ *
+ * Object lifetimes around goro_run:
+ *  - channels, mutexes, rwmutexes, waitgroups, once and cond objects are
+ *    plain memory: they may be created before goro_run and used after it
+ *    returns. Outside the runtime only the calls that do not block work
+ *    (try-variants, close, unlock, signal, waitgroup add/done, ...);
+ *    blocking calls return -EPERM.
+ *  - contexts may be created before goro_run and released after it
+ *    returns; a deadline set before goro_run starts counting at once and
+ *    fires in the next goro_run (goro_ctx_err reports -ETIMEDOUT once the
+ *    deadline has passed even with no runtime running).
+ *  - goroutines still blocked or runnable when main_fn returns are
+ *    discarded: they leave the wait queues of the objects above (a channel
+ *    whose last reference only such a goroutine kept alive is freed then),
+ *    and their stacks are freed. Nothing they point to is freed by goro.
+ *  - connections, listeners, HTTP servers and debug endpoints belong to one
+ *    run: close them before main_fn returns.
+ *
+ * Threads that are not goroutines: a thread goro did not create may call
+ * every non-blocking function (goro_chan_trysend/tryrecv/close,
+ * goro_waitgroup_add/done, goro_mutex_unlock, goro_cond_signal,
+ * goro_ctx_cancel, ...) at any time while the runtime runs, to wake
+ * goroutines; blocking calls return -EPERM there (use a goroutine, or
+ * goro_blocking from a goroutine for foreign blocking work). Because such a
+ * thread may wake a goroutine at any moment, the deadlock report above is
+ * suppressed while one exists (the runtime compares the process's thread
+ * count with its own threads); the goroutines then simply stay blocked.
  *
  * SIGQUIT prints a dump of all goroutines to stderr and exits with status 2,
  * like Go; set GORO_SIGQUIT=dump to print the dump and keep running.
@@ -179,7 +208,10 @@ int goro_sleep_until(int64_t deadline);
 
 /* End the calling goroutine now, as if its function had returned (like Go's
  * runtime.Goexit). Ending goroutine 1 ends goro_run. Does nothing and
- * returns when called outside a goroutine. */
+ * returns when called outside a goroutine. goro's own calls in progress on
+ * the goroutine finish first: a goro_once_do whose function calls
+ * goro_exit counts as done, and its other callers return. Nothing else on
+ * the stack is unwound (no cleanup of the caller's own resources). */
 void goro_exit(void);
 
 /* Number of goroutines that exist now (running, runnable or blocked), 0 when
@@ -211,9 +243,10 @@ int goro_dump(int fd);
  * holding one reference, owned by the caller. Whoever passes a channel to
  * another goroutine should take a reference for it (goro_chan_retain) that
  * the receiver drops with goro_chan_release when done. A goroutine blocked on
- * a channel holds a reference of its own for as long as it is blocked, so
- * dropping every other reference can never free a channel under a blocked
- * goroutine. The channel is freed when the last reference is dropped;
+ * a channel (in send, receive or select, with or without a deadline) keeps
+ * it alive until its call has returned, so dropping every other reference -
+ * also by the goroutine that wakes it - can never free a channel under a
+ * blocked goroutine. The channel is freed when the last reference is dropped;
  * elements still buffered then are discarded (they are bytes; goro does not
  * know whether they point to anything). Using a channel through a reference
  * you have already released is undefined behaviour, as with any freed
@@ -313,8 +346,15 @@ typedef struct goro_select_case {
  * until a case proceeds or the deadline passes (-ETIMEDOUT).
  * n == 0 without flags and without deadline blocks forever, like Go's
  * select {}.
- * Errors: -EINVAL cases NULL with n > 0, a case with a NULL channel, an
- * unknown op, or a send case with NULL elem and a nonzero element size;
+ * A case whose channel is NULL is never ready (Go's nil-channel idiom for
+ * switching a case off); a select whose cases all have NULL channels
+ * behaves like n == 0: -EAGAIN with GORO_SELECT_NONBLOCK, -ETIMEDOUT at the
+ * deadline, else it blocks forever (it counts as blocked for the deadlock
+ * report and the leak checks). Several cases on one channel are served in
+ * random order, as in Go. (Plain send/receive on a NULL channel return
+ * -EINVAL rather than blocking forever.)
+ * Errors: -EINVAL cases NULL with n > 0, an unknown op, or a send case
+ * with NULL elem and a nonzero element size (on a non-NULL channel);
  * -E2BIG n > 65536; -ENOMEM; -EPERM would block outside a goroutine. */
 int goro_select(goro_select_case *cases, size_t n, unsigned flags, int64_t deadline);
 

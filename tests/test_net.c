@@ -1659,7 +1659,7 @@ static void test_no_leaks(void **st)
 
 typedef struct {
     atomic_long counter, c_start, c_end;
-    atomic_int fn_started, fn_done;
+    atomic_int fn_started, fn_done, dump_taken;
     uint64_t blk_id;
     int blk_rc, dump_rc;
     char *dump;
@@ -1672,6 +1672,10 @@ static void gb_sleep_fn(void *arg)
     atomic_store(&s->c_start, atomic_load(&s->counter));
     atomic_store(&s->fn_started, 1);
     usleep(300 * 1000);
+    /* The dump must show this call in progress: on a loaded machine the
+     * dumper's 20 ms sleep may outlast 300 ms, so wait for it (bounded). */
+    for (int i = 0; i < 10000 && !atomic_load(&s->dump_taken); i++)
+        usleep(1000);
     atomic_store(&s->c_end, atomic_load(&s->counter));
     atomic_store(&s->fn_done, 1);
 }
@@ -1714,6 +1718,7 @@ static void gb_dumper(void *arg)
     } else {
         s->dump_rc = -errno;
     }
+    atomic_store(&s->dump_taken, 1);
     goro_waitgroup_done(&s->wg);
 }
 

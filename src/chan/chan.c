@@ -20,6 +20,7 @@
  * out-of-line slow path that parks. They pass their own frame address
  * down so a goroutine's dump starts at the call the user made.
  */
+#define GORO__LOCK_RANK GORO__RANK_CHAN /* lock.h */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,10 +49,13 @@ goro_chan *goro_chan_retain(goro_chan *c)
     return c;
 }
 
-void goro_chan_release(goro_chan *c)
+void goro_chan_release(goro_chan *c) { goro__chan_unref(c); }
+
+void goro__chan_unref(goro_chan *c)
 {
     if (!c)
         return;
+    GORO__CHAOS(GORO__CH_REF);
     uint32_t old = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
     if (GORO__UNLIKELY(old == 0))
         goro__panic("goro_chan_release: channel %p released more often than retained", (void *)c);
@@ -65,6 +69,8 @@ void goro_chan_release(goro_chan *c)
     if (!waiters)
         free(c);
 }
+
+void goro__chan_waiter_unref(goro__waiter *w) { goro__chan_unref((goro_chan *)w->obj); }
 
 void goro__chan_waiter_drop(goro__waiter *w)
 {
@@ -110,25 +116,34 @@ static int32_t chan_wait(goro_chan *c, goro__waitq *q, void *elem, unsigned reas
     me.t = 0;
     me.ok = 0;
     me.solo = deadline == GORO_NO_DEADLINE;
-    me.drop = goro__chan_waiter_drop;
+    if (me.solo) {
+        me.drop = goro__chan_waiter_drop;
+    } else {
+        /* A timed waiter may have to lock c after waking: it holds a
+         * reference until then (chan_internal.h). */
+        goro__chan_ref_locked(c);
+        me.drop = goro__chan_waiter_unref;
+    }
     goro__waitq_push(q, &me);
     g->waiting = &me;
     g->nwaiting = 1;
     g->wait_fp = fp;
+    GORO__CHAOS(GORO__CH_PARK);
     int32_t wake = goro__park(reason, c, goro__commit_unlock, &c->lock, deadline);
     g->waiting = NULL;
     g->nwaiting = 0;
+    GORO__CHAOS(GORO__CH_WAKE);
     if (wake == GORO__WAKE_TIMEOUT) {
         goro__spin_lock(&c->lock);
         if (me.q)
             goro__waitq_remove(q, &me);
-        bool done = goro__chan_zombie_done(c);
         goro__spin_unlock(&c->lock);
-        if (done)
-            free(c);
+        goro__chan_unref(c);
         return -ETIMEDOUT;
     }
     *ok = me.ok;
+    if (!me.solo)
+        goro__chan_unref(c);
     return 0;
 }
 

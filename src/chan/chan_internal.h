@@ -8,12 +8,26 @@
  * receivers are goro__waiter records on their own stacks, queued FIFO on
  * sendq/recvq.
  *
- * Lifetime: `refs` counts the users' references. Blocked goroutines do not
- * take references (that would cost two atomics per blocking operation);
- * instead a channel whose last reference is dropped while goroutines are
- * still queued on it becomes a zombie, and whoever removes the last waiter
- * from a zombie frees it. Nobody can wake a zombie's waiters (that needs a
- * reference), so they leave only on a timeout or at runtime teardown.
+ * Lifetime: `refs` counts references. The rule goro.h promises - a
+ * goroutine blocked on a channel keeps it alive - must hold until the
+ * goroutine is completely done with the channel, not only while its waiter
+ * is queued: a woken goroutine that still has to lock the channel (select
+ * unqueueing its other cases, a timed wait removing its entry after the
+ * timeout) would otherwise race with a waker, or a sender dropping the
+ * stale entry, that then releases the last reference and frees it.
+ * Two kinds of waiter:
+ *  - "solo" waiters (plain send/recv without a deadline) are removed only
+ *    by their waker, under the lock, and never touch the channel after
+ *    waking. They take no reference (the common blocking path stays free of
+ *    extra atomics). A channel whose last reference is dropped while solo
+ *    waiters are queued becomes a zombie; nobody can wake them any more (a
+ *    wake needs a reference), so they leave only at runtime teardown, whose
+ *    last one frees it (goro__chan_waiter_drop).
+ *  - every other waiter (select, timed waits, a socket wait's context
+ *    channel) takes a reference under the lock before it is queued and
+ *    drops it after its last unlock of the channel (goro__chan_unref), so
+ *    the channel outlives every touch. Only solo waiters can be queued on a
+ *    zombie.
  */
 #ifndef GORO_CHAN_INTERNAL_H
 #define GORO_CHAN_INTERNAL_H
@@ -83,9 +97,21 @@ static inline bool goro__chan_zombie_done(const goro_chan *c)
     return c->zombie && !c->recvq.head && !c->sendq.head;
 }
 
-/* The teardown hook of a channel waiter (already unqueued): free a zombie
- * channel it was the last waiter of. */
+/* The teardown hooks of a channel waiter (already unqueued): for a solo
+ * waiter, free a zombie channel it was the last waiter of; for a waiter that
+ * holds a reference, drop it. */
 void goro__chan_waiter_drop(goro__waiter *w);
+void goro__chan_waiter_unref(goro__waiter *w);
+
+/* Locked: take the reference of a non-solo waiter (the caller holds a
+ * reference or the lock of a live channel, so this is never the first). */
+static inline void goro__chan_ref_locked(goro_chan *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+/* Drop a waiter's reference after the last unlock (may free c). */
+void goro__chan_unref(goro_chan *c);
 
 /* Locked by the caller: try to complete a send of elem on c without
  * blocking. Returns 1 if done (*woken = receiver to ready after unlocking,

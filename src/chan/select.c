@@ -4,20 +4,30 @@
  * Go's algorithm:
  *  1. shuffle the cases into a random poll order (uniform choice among
  *     ready cases: the first ready case of a uniformly random permutation);
- *     sort the distinct channels by address: the lock order;
+ *     sort the distinct channels by address: the lock order. A case with a
+ *     NULL channel is never ready and takes part in neither order (Go's nil
+ *     channel idiom); a select whose cases are all NULL blocks like
+ *     select {} (or until its deadline);
  *  2. lock every channel, take the first case in poll order that can
  *     proceed, unlock, done;
  *  3. otherwise (blocking) enqueue one waiter per case, all on this stack,
- *     and park; the commit hook releases the channel locks once we are off
- *     the CPU. The first waker wins the claim (sched.h) and records the case
- *     index; other wakers skip our stale waiters;
- *  4. on waking, lock every channel again and unqueue the waiters that are
- *     still queued. Relocking before returning is also what keeps the
- *     waiters alive while a waker on another thread finishes unlocking.
- * A goroutine blocked in select takes no references: its queued waiters
- * keep every channel alive (see the zombie rule in chan_internal.h), and
- * step 4 frees a zombie it was the last waiter of.
+ *     in poll order (so several cases on one channel are served in random
+ *     order, not always the lowest index), take one channel reference per
+ *     waiter, and park; the commit hook releases the channel locks once we
+ *     are off the CPU. The first waker wins the claim (sched.h) and records
+ *     the case index; other wakers skip our stale waiters;
+ *  4. on waking, lock every channel again, unqueue the waiters that are
+ *     still queued, unlock, and only then drop the references.
+ * Race windows and what closes them:
+ *  - a waker on another thread is still unlocking when we run: step 4
+ *    relocks every channel before the waiter records (on our stack) go away;
+ *  - the waker (or a sender dropping a stale waiter of ours) releases the
+ *    last user reference right after waking us: our own references keep
+ *    every channel alive until step 4 is over (chan_internal.h);
+ *  - two wakers race for us: the claim CAS picks one; the loser's case
+ *    stays untouched (its element is not consumed).
  */
+#define GORO__LOCK_RANK GORO__RANK_CHAN /* lock.h */
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,18 +77,21 @@ static int cmp_case(const void *a, const void *b, void *ctx)
     return x < y ? -1 : x > y;
 }
 
+/* A NULL channel is a valid case that is never ready. */
 static inline bool case_valid(const goro_select_case *cs)
 {
-    return cs->ch && (cs->op == GORO_SELECT_RECV ||
-                      (cs->op == GORO_SELECT_SEND && (cs->elem || !cs->ch->elem_size)));
+    if (cs->op != GORO_SELECT_RECV && cs->op != GORO_SELECT_SEND)
+        return false;
+    return !cs->ch || cs->op == GORO_SELECT_RECV || cs->elem || !cs->ch->elem_size;
 }
 
 /* pollorder: a uniformly random permutation (Fisher-Yates, 32 random bits
  * per step). lockorder: indices sorted by channel address. Also validates
  * the cases (one pass over them); false if one is invalid. */
 static inline bool orders(goro_select_case *cases, uint32_t n, uint32_t *pollorder,
-                          uint32_t *lockorder)
+                          uint32_t *lockorder, uint32_t *nlockp)
 {
+    uint32_t nlock = 0;
     uint64_t r = goro__rand();
     bool half = false;
     pollorder[0] = 0;
@@ -98,8 +111,10 @@ static inline bool orders(goro_select_case *cases, uint32_t n, uint32_t *pollord
         for (uint32_t i = 0; i < n; i++) {
             if (GORO__UNLIKELY(!case_valid(&cases[i])))
                 return false;
+            if (GORO__UNLIKELY(!cases[i].ch))
+                continue;
             uintptr_t key = (uintptr_t)cases[i].ch;
-            uint32_t j = i;
+            uint32_t j = nlock++;
             while (j > 0 && (uintptr_t)cases[lockorder[j - 1]].ch > key) {
                 lockorder[j] = lockorder[j - 1];
                 j--;
@@ -110,14 +125,17 @@ static inline bool orders(goro_select_case *cases, uint32_t n, uint32_t *pollord
         for (uint32_t i = 0; i < n; i++) {
             if (!case_valid(&cases[i]))
                 return false;
-            lockorder[i] = i;
+            if (cases[i].ch)
+                lockorder[nlock++] = i;
         }
-        qsort_r(lockorder, n, sizeof *lockorder, cmp_case, cases);
+        qsort_r(lockorder, nlock, sizeof *lockorder, cmp_case, cases);
     }
+    *nlockp = nlock;
     return true;
 }
 
-static int select_none(unsigned flags, int64_t deadline)
+/* Nothing can ever be ready (no cases, or only NULL channels). */
+static int select_none(unsigned flags, int64_t deadline, unsigned reason)
 {
     if (flags & GORO_SELECT_NONBLOCK)
         return -EAGAIN;
@@ -125,12 +143,12 @@ static int select_none(unsigned flags, int64_t deadline)
     if (!g)
         return -EPERM;
     if (deadline != GORO_NO_DEADLINE) {
-        if (deadline > goro__nanotime())
-            goro__park(GORO__WAIT_SELECT_NO_CASES, NULL, NULL, NULL, deadline);
+        while (deadline > goro__nanotime())
+            goro__park(reason, NULL, NULL, NULL, deadline);
         return -ETIMEDOUT;
     }
-    goro__park(GORO__WAIT_SELECT_NO_CASES, NULL, NULL, NULL, GORO_NO_DEADLINE);
-    return -ETIMEDOUT; /* never woken: only runtime shutdown ends this */
+    for (;;) /* never woken: only runtime shutdown ends this */
+        goro__park(reason, NULL, NULL, NULL, GORO_NO_DEADLINE);
 }
 
 GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigned flags,
@@ -149,11 +167,16 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         pollorder = (uint32_t *)(ws + n);
         lockorder = pollorder + n;
     }
-    if (!orders(cases, n, pollorder, lockorder)) {
+    uint32_t nlock = 0;
+    if (!orders(cases, n, pollorder, lockorder, &nlock)) {
         free(heap);
         return -EINVAL;
     }
-    sel s = {.cases = cases, .lockorder = lockorder, .n = n};
+    if (GORO__UNLIKELY(nlock == 0)) { /* every channel NULL: nothing can be ready */
+        free(heap);
+        return select_none(flags, deadline, GORO__WAIT_SELECT);
+    }
+    sel s = {.cases = cases, .lockorder = lockorder, .n = nlock};
 
     int result = -EAGAIN;
     goro__g *woken = NULL;
@@ -161,6 +184,8 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = pollorder[k];
         goro_select_case *cs = &cases[i];
+        if (GORO__UNLIKELY(!cs->ch))
+            continue;
         if (cs->op == GORO_SELECT_RECV) {
             bool ok;
             if (goro__chan_try_recv_locked(cs->ch, cs->elem, &ok, &woken)) {
@@ -192,11 +217,16 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         return g ? -ETIMEDOUT : -EPERM;
     }
 
-    /* Block: one waiter per case. */
+    /* Block: one waiter per non-NULL case, queued in poll order, each with
+     * a reference on its channel. ws[k] belongs to case pollorder[k]. */
     uint64_t seq = goro__park_seq(g);
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t nw = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = pollorder[k];
         goro_select_case *cs = &cases[i];
-        goro__waiter *w = &ws[i];
+        if (!cs->ch)
+            continue;
+        goro__waiter *w = &ws[nw++];
         w->g = g;
         w->seq = seq;
         w->elem = cs->elem;
@@ -207,36 +237,33 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         w->t = 0;
         w->ok = 0;
         w->solo = 0;
-        w->drop = goro__chan_waiter_drop;
+        w->drop = goro__chan_waiter_unref;
+        goro__chan_ref_locked(cs->ch);
         goro__waitq_push(cs->op == GORO_SELECT_RECV ? &cs->ch->recvq : &cs->ch->sendq, w);
     }
     g->waiting = ws;
-    g->nwaiting = n;
+    g->nwaiting = nw;
     g->wait_fp = fp;
-    int32_t wake = goro__park(GORO__WAIT_SELECT, cases[0].ch, sel_commit, &s, deadline);
+    GORO__CHAOS(GORO__CH_PARK);
+    int32_t wake = goro__park(GORO__WAIT_SELECT, cases[lockorder[0]].ch, sel_commit, &s, deadline);
     g->waiting = NULL;
     g->nwaiting = 0;
+    GORO__CHAOS(GORO__CH_SELECT);
     sel_lock(&s);
-    for (uint32_t i = 0; i < n; i++)
-        if (ws[i].q)
-            goro__waitq_remove(ws[i].q, &ws[i]);
-    /* Zombie channels we were the last waiter of (marked in ws[i].arg). */
-    bool any_done = false;
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = lockorder[k];
-        if ((k == 0 || cases[lockorder[k - 1]].ch != cases[i].ch) &&
-            goro__chan_zombie_done(cases[i].ch)) {
-            ws[i].arg = 1;
-            any_done = true;
-        }
+    bool chosen_ok = false;
+    for (uint32_t k = 0; k < nw; k++) {
+        if (ws[k].q)
+            goro__waitq_remove(ws[k].q, &ws[k]);
+        if (ws[k].index == wake)
+            chosen_ok = ws[k].ok;
     }
     sel_unlock(&s);
-    if (any_done)
-        for (uint32_t i = 0; i < n; i++)
-            if (ws[i].arg)
-                free(cases[i].ch);
+    GORO__CHAOS(GORO__CH_SELECT);
+    /* Our references kept every channel alive up to here. */
+    for (uint32_t k = 0; k < nw; k++)
+        goro__chan_unref((goro_chan *)ws[k].obj);
     if (wake >= 0) {
-        cases[wake].ok = ws[wake].ok;
+        cases[wake].ok = chosen_ok;
         result = wake;
     } else {
         result = -ETIMEDOUT;
@@ -259,7 +286,7 @@ int goro_select(goro_select_case *cases, size_t n, unsigned flags, int64_t deadl
         goro__g *g = goro__getg();
         if (g)
             GORO__WAIT_FRAME(g);
-        return select_none(flags, deadline);
+        return select_none(flags, deadline, GORO__WAIT_SELECT_NO_CASES);
     }
     return do_select(cases, (uint32_t)n, flags, deadline, __builtin_frame_address(0));
 }

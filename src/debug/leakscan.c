@@ -46,6 +46,7 @@
  * The world stays stopped while the heap is scanned (~0.3 s per GiB here).
  * Sanitizer builds cannot be scanned (shadow memory, poisoned reads).
  */
+#define GORO__MUTEX_RANK GORO__RANK_SCHED /* lock.h */
 #include "debug/leakscan.h"
 
 #include <dirent.h>

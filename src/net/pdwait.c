@@ -7,8 +7,13 @@
  * one on the context's done channel (wake value 1), then parks with the
  * deadline as its timer. Whoever claims it first wins (sched.h); on waking
  * it unqueues whatever is still queued. Lock order: pd lock, then the done
- * channel's lock (closing a channel never takes a pd lock).
+ * channel's lock (closing a channel never takes a pd lock). The done-channel
+ * waiter holds a channel reference until that last unlock (the canceller
+ * may drop the context's last reference right after closing it); the poll
+ * descriptor stays alive through the connection reference the I/O call
+ * holds (net.c).
  */
+#define GORO__LOCK_RANK GORO__RANK_PD /* lock.h */
 #include "chan/chan_internal.h"
 #include "runtime/netpoll.h"
 
@@ -70,7 +75,7 @@ int goro__pd_wait(goro__pd *pd, int mode, int64_t deadline, goro_ctx *ctx, void 
     w[0].obj = pd;
     goro__waitq_push(q, &w[0]);
     if (done) {
-        goro__spin_lock(&done->lock);
+        goro__spin_lock_r(&done->lock, GORO__RANK_CHAN);
         if (done->closed) { /* cancelled meanwhile */
             goro__waitq_remove(q, &w[0]);
             goro__spin_unlock(&done->lock);
@@ -79,7 +84,8 @@ int goro__pd_wait(goro__pd *pd, int mode, int64_t deadline, goro_ctx *ctx, void 
         }
         w[1].lock = &done->lock;
         w[1].obj = done;
-        w[1].drop = goro__chan_waiter_drop;
+        w[1].drop = goro__chan_waiter_unref;
+        goro__chan_ref_locked(done); /* kept until our last unlock below */
         goro__waitq_push(&done->recvq, &w[1]);
     }
     g->waiting = w;
@@ -95,12 +101,13 @@ int goro__pd_wait(goro__pd *pd, int mode, int64_t deadline, goro_ctx *ctx, void 
     if (w[0].q)
         goro__waitq_remove(q, &w[0]);
     if (done) {
-        goro__spin_lock(&done->lock);
+        goro__spin_lock_r(&done->lock, GORO__RANK_CHAN);
         if (w[1].q)
             goro__waitq_remove(&done->recvq, &w[1]);
         goro__spin_unlock(&done->lock);
     }
     goro__spin_unlock(&pd->lock);
+    goro__chan_unref(done);
     switch (wake) {
     case 0:
         return 0;

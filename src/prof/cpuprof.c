@@ -18,6 +18,7 @@
  * Locking: prof.lock (a thread mutex) serialises start/stop/drain and the
  * list of rings; `active` is read by the handler and by starting threads.
  */
+#define GORO__MUTEX_RANK GORO__RANK_SCHED /* lock.h */
 #include "prof/cpuprof.h"
 
 #include <pthread.h>

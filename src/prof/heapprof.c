@@ -32,6 +32,8 @@
  * when another allocator wins at run time (valgrind replaces malloc
  * everywhere): the heap profile then says "heap profile unavailable".
  */
+#define GORO__LOCK_RANK GORO__RANK_PROF /* lock.h */
+#define GORO__MUTEX_RANK GORO__RANK_PROF
 #include "prof/heapprof.h"
 
 #include <dlfcn.h>

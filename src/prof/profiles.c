@@ -21,6 +21,7 @@
  * Locking: none of its own; collectors read through their modules' APIs.
  * Must be called from a goroutine (it may sleep).
  */
+#define GORO__MUTEX_RANK GORO__RANK_SCHED /* lock.h */
 #include "prof/profiles.h"
 
 #include <math.h>

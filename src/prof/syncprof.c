@@ -15,6 +15,8 @@
  * in goroutines, never inside malloc), each under its own spinlock. Values
  * are cumulative since the process started, as in Go.
  */
+#define GORO__LOCK_RANK GORO__RANK_PROF /* lock.h */
+#define GORO__MUTEX_RANK GORO__RANK_PROF
 #include "prof/syncprof.h"
 
 #include <stdlib.h>

@@ -16,6 +16,7 @@
  * filled), so a burst of spawns gives its memory back: chunks beyond a small
  * reserve are returned to the OS with MADV_DONTNEED.
  */
+#define GORO__MUTEX_RANK GORO__RANK_ALLOC
 #include "runtime/g.h"
 
 #include <stdlib.h>

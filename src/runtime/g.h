@@ -109,6 +109,15 @@ typedef struct goro__newborn {
 
 struct goro__waiter;
 
+/* Work a goroutine must finish if it ends through goro_exit in the middle
+ * of a runtime call (goro_once_do's function calling goro_exit). A stack of
+ * records on the goroutine's own stack, innermost first; goro_exit runs
+ * them in order before the goroutine dies. */
+typedef struct goro__exit_hook {
+    struct goro__exit_hook *next;
+    void (*fn)(struct goro__exit_hook *h);
+} goro__exit_hook;
+
 typedef struct goro__g {
     goro__gbase base;
     void *sp;                      /* saved context while not running */
@@ -131,6 +140,7 @@ typedef struct goro__g {
     int32_t wake;
     goro__timer timer;             /* deadline of the current wait */
     goro__spawn_info info;
+    goro__exit_hook *exit_hooks;   /* see goro__exit_hook */
     char name[GORO_NAME_MAX];
     /* Tool support (sanitizer fibers). */
     void *asan_fake_stack;

@@ -15,6 +15,8 @@
  * mutex. The poller claims waiters under the pd lock and readies them after
  * releasing it.
  */
+#define GORO__LOCK_RANK GORO__RANK_PD /* lock.h */
+#define GORO__MUTEX_RANK GORO__RANK_ALLOC
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>

@@ -3,6 +3,7 @@
  * FILE:LINE)" on stderr, then abort(). For broken runtime invariants only;
  * bad input from users gets an error code instead.
  */
+#include "runtime/chaos.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,5 +40,8 @@ void goro__panic_at(const char *file, int line, const char *fmt, ...)
                      line);
     if (n > 0)
         goro__write_all(2, out, (size_t)n < sizeof out ? (size_t)n : sizeof out - 1);
+#ifdef GORO_CHAOS
+    goro__chaos_print_seed();
+#endif
     abort();
 }

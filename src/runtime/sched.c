@@ -58,8 +58,11 @@
  * Local run queues are lock-free (owner pushes; anyone pops/steals by CAS on
  * the head). m->after is owned by its M.
  */
+#define GORO__LOCK_RANK GORO__RANK_TIMERS /* lock.h */
+#define GORO__MUTEX_RANK GORO__RANK_SCHED
 #include "runtime/sched.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -276,6 +279,55 @@ static goro__gbase *runqsteal(goro__p *p, goro__p *victim, bool take_next)
     }
 }
 
+/* Sysmon: v has not switched for a whole period (a goroutine in a raw
+ * blocking system call or a long computation) and no processor is idle to
+ * steal from it. Hand its queued goroutines (runnext included) to the
+ * global queue, which every running processor serves at least every 61
+ * schedules, and its timers to a processor that is still switching, whose
+ * owner runs them at its next switch. Safe against v's owner: the run
+ * queue is multi-consumer (CAS on the head), runnext is taken by CAS, and
+ * timer moves hold both heap locks. Returns the goroutines moved. */
+uint32_t goro__sched_handoff_stuck(goro__p *v)
+{
+    goro__gbase *batch[GORO__RUNQ_SIZE + 1];
+    uint32_t n = 0;
+    for (;;) {
+        uint32_t h = goro__load_acquire(&v->runqhead);
+        uint32_t t = goro__load_acquire(&v->runqtail);
+        uint32_t k = t - h;
+        if (k > GORO__RUNQ_SIZE)
+            continue; /* inconsistent read; retry */
+        for (uint32_t i = 0; i < k; i++)
+            batch[i] = goro__load_relaxed(&v->runq[(h + i) % GORO__RUNQ_SIZE]);
+        if (atomic_compare_exchange_strong_explicit(&v->runqhead, &h, h + k, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            n = k;
+            break;
+        }
+    }
+    goro__gbase *next = goro__load_relaxed(&v->runnext);
+    if (next && atomic_compare_exchange_strong_explicit(&v->runnext, &next, NULL,
+                                                        memory_order_acq_rel, memory_order_relaxed))
+        batch[n++] = next;
+    if (n) {
+        goro__mutex_lock(&S.lock);
+        for (uint32_t i = 0; i < n; i++)
+            globrunq_put_locked(batch[i]);
+        goro__mutex_unlock(&S.lock);
+    }
+    if (goro__load_relaxed(&v->timer0)) {
+        for (uint32_t i = 0; i < S.nprocs; i++) {
+            goro__p *to = S.allp[(v->id + 1 + i) % S.nprocs];
+            if (to != v && goro__load_relaxed(&to->status) == GORO__P_RUNNING &&
+                goro__load_relaxed(&to->stuck) != GORO__STUCK_RUNNING) {
+                goro__timers_move(v, to);
+                break;
+            }
+        }
+    }
+    return n;
+}
+
 /* Take a batch from the global queue: return one, queue the rest locally. */
 static goro__gbase *globrunq_get(goro__p *p, bool locked)
 {
@@ -425,8 +477,17 @@ static void startm(goro__p *p, bool spinning)
     }
 }
 
+/* Dekker handshake with the idle side: the waker publishes work (a run
+ * queue store), then reads npidle/nmspinning; a thread going idle changes
+ * npidle/nmspinning (atomic RMW, a full barrier) and then re-checks every
+ * queue. Without a store-load barrier on the waker's side its read may be
+ * satisfied before its store is visible (x86 store buffer; weaker still on
+ * arm64): both sides then miss each other and the work waits for the next
+ * scheduling point of its P instead of an idle thread. The fence closes it. */
 void goro__wakep(void)
 {
+    GORO__CHAOS(GORO__CH_WAKEP);
+    atomic_thread_fence(memory_order_seq_cst);
     if (goro__load_acquire(&S.npidle) == 0)
         return;
     uint32_t zero = 0;
@@ -562,13 +623,26 @@ static void park_timeout(goro__timer *t)
         goro__ready(g, false);
 }
 
-static inline __attribute__((always_inline)) void after_switch(void)
+/* Due timers of the current P, run by whatever context resumes after a
+ * switch, once the previous goroutine's commit is done. Never before it: a
+ * timer callback may need the very lock a parking goroutine holds until its
+ * commit (a context deadline closing the done channel that goroutine is
+ * parking on), and the thread would spin on it forever. */
+static inline __attribute__((always_inline)) void run_due_timers(goro__m *m)
 {
-    goro__m *m = goro__getm();
-    goro__san_switch_finish(m);
-    int kind = m->after.kind;
-    if (kind == GORO__AFTER_NONE)
+    goro__p *p = m->p;
+    if (!p)
         return;
+    int64_t t0 = goro__load_relaxed(&p->timer0);
+    if (GORO__UNLIKELY(t0 != 0)) {
+        int64_t now = goro__nanotime();
+        if (t0 <= now)
+            goro__timers_run(p, now);
+    }
+}
+
+static inline __attribute__((always_inline)) void after_switch_kind(goro__m *m, int kind)
+{
     goro__g *g = m->after.g;
     m->after.kind = GORO__AFTER_NONE;
     g->m = NULL;
@@ -583,6 +657,7 @@ static inline __attribute__((always_inline)) void after_switch(void)
             g->timer.seq = seq;
             goro__timer_add(&g->timer, m->after.deadline);
         }
+        GORO__CHAOS(GORO__CH_COMMIT);
         if (m->after.commit)
             m->after.commit(m->after.arg);
         break;
@@ -613,6 +688,17 @@ static inline __attribute__((always_inline)) void after_switch(void)
     }
 }
 
+static inline __attribute__((always_inline)) void after_switch(void)
+{
+    goro__m *m = goro__getm();
+    goro__san_switch_finish(m);
+    int kind = m->after.kind;
+    if (kind == GORO__AFTER_NONE)
+        return;
+    after_switch_kind(m, kind);
+    run_due_timers(m);
+}
+
 void goro__after_switch(void) { after_switch(); }
 
 /* The fast path of every block/yield/exit: run the next local goroutine
@@ -629,12 +715,11 @@ static inline __attribute__((always_inline)) void schedule_from(goro__m *m, goro
                 gb = globrunq_get(p, false);
         }
         if (!gb) {
-            int64_t t0 = goro__load_relaxed(&p->timer0);
-            if (GORO__UNLIKELY(t0 != 0)) {
-                int64_t now = goro__nanotime();
-                if (t0 <= now)
-                    goro__timers_run(p, now);
-            }
+            /* Due timers first, so what they ready can run next - unless
+             * the goroutine leaving holds a queue lock until its commit
+             * (see run_due_timers): then they run after the switch. */
+            if (m->after.kind != GORO__AFTER_PARK || !m->after.commit)
+                run_due_timers(m);
             gb = runqget(p, &inherit);
         }
     }
@@ -658,6 +743,7 @@ GORO__NORETURN static void g_exit(void)
 
 void goro__g_start(goro__g *g)
 {
+    g->exit_hooks = NULL;
     goro__after_switch();
     g->info.fn(g->info.arg);
     g_exit();
@@ -704,11 +790,13 @@ bool goro__claim(goro__g *g, uint64_t seq, int32_t wake)
                                                  memory_order_acq_rel, memory_order_relaxed))
         return false;
     g->wake = wake;
+    GORO__CHAOS(GORO__CH_CLAIM);
     return true;
 }
 
 void goro__ready_slow(goro__g *g, bool next)
 {
+    GORO__CHAOS(GORO__CH_READY);
     goro__m *m = goro__getm();
     goro__p *p = m ? m->p : NULL;
     if (!p) {
@@ -722,7 +810,11 @@ void goro__ready_slow(goro__g *g, bool next)
 
 void goro__ready_new(goro__gbase *gb)
 {
+#ifdef GORO_SPAWN_RUNNEXT_EXPERIMENT
+    runqput(goro__getm()->p, gb, true);
+#else
     runqput(goro__getm()->p, gb, false);
+#endif
     goro__wakep();
 }
 
@@ -774,7 +866,13 @@ static goro__gbase *steal_work(goro__m *m)
                         return gb;
                 }
             }
-            bool take_next = last && goro__load_relaxed(&v->stuck) == GORO__STUCK_RUNNING;
+            /* runnext too in the last round when nobody else can run it: its
+             * P is stuck in one goroutine, or idle (goro_blocking and the
+             * idle path release a P whatever its runnext holds; without
+             * this a spinning thread could take its own P back forever
+             * while a goroutine waits in an idle P's runnext). */
+            bool take_next = last && (goro__load_relaxed(&v->stuck) == GORO__STUCK_RUNNING ||
+                                      goro__load_relaxed(&v->status) != GORO__P_RUNNING);
             goro__gbase *gb = runqsteal(p, v, take_next);
             if (gb)
                 return gb;
@@ -810,7 +908,44 @@ static bool any_timers(void)
 GORO__NORETURN static void report_deadlock(void)
 {
     goro__dump_all(2, "fatal error: all goroutines are asleep - deadlock!\n\n");
+#ifdef GORO_CHAOS
+    goro__chaos_print_seed();
+#endif
     _exit(2);
+}
+
+/* Threads of this process (the "Threads:" line of /proc/self/status), or
+ * -1 if unknown. Plain syscalls, no allocation: called under sched.lock. */
+static long process_threads(void)
+{
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *t = strstr(buf, "\nThreads:");
+    if (!t)
+        return -1;
+    return strtol(t + 9, NULL, 10);
+}
+
+/* A thread the runtime did not create (the program's own pthreads, a
+ * library's) may still wake a goroutine (goro_chan_trysend,
+ * goro_waitgroup_done, ... are allowed from any thread), so "every
+ * goroutine is blocked" is not a deadlock while one exists. The runtime's
+ * own threads: every M ever started (they never exit before shutdown) and
+ * sysmon; ThreadSanitizer adds one background thread of its own. */
+static bool foreign_threads_exist(void)
+{
+    long n = process_threads();
+    if (n < 0)
+        return false; /* cannot tell: keep Go's behaviour */
+    long own = (long)S.mcount + 1 + (GORO__TSAN ? 1 : 0);
+    return n > own;
 }
 
 /* Called with sched.lock held by an M that is about to sleep without a P. */
@@ -827,6 +962,8 @@ static void check_deadlock_locked(void)
             return;
     if (any_timers() || goro__count_goroutines() == 0)
         return;
+    if (foreign_threads_exist())
+        return; /* not provably a deadlock: a foreign thread may wake one */
     report_deadlock();
 }
 
@@ -1097,6 +1234,7 @@ static void teardown(void)
     goro__watchdog_reset();
     /* Every other M has left its scheduling loop (joined by the caller). */
     goro__g_teardown_all();
+    goro__timers_stop(); /* persistent timers outlive the runtime */
     for (uint32_t i = 0; i < S.nprocs; i++) {
         goro__p *p = S.allp[i];
         goro__timers_destroy(p);
@@ -1132,6 +1270,9 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     if (rc)
         goto fail_active;
     goro__coarse_update(goro__nanotime());
+#ifdef GORO_CHAOS
+    goro__chaos_print_seed();
+#endif
     atomic_store(&S.next_id, 1);
     if ((rc = goro__stack_init(S.stack_size)))
         goto fail_active;
@@ -1197,6 +1338,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     goro__reg_set(slot, &nb->base);
     goro__store_relaxed(&p0->nspawned, 1);
     runqput(p0, &nb->base, false);
+    goro__timers_start(p0); /* contexts' deadlines armed before goro_run */
 
     schedule_loop(m0);
 
@@ -1307,6 +1449,12 @@ void goro_exit(void)
     goro__m *m = goro__getm();
     if (!m || !m->curg)
         return;
+    goro__g *g = m->curg;
+    while (g->exit_hooks) {
+        goro__exit_hook *h = g->exit_hooks;
+        g->exit_hooks = h->next;
+        h->fn(h);
+    }
     g_exit();
 }
 

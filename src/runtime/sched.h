@@ -381,6 +381,8 @@ void goro__sysmon_wake(void);
 /* A P became busy after the whole runtime was idle: restart the ticks. */
 void goro__sysmon_note_busy(void);
 void goro__sysmon_request_dump(void);
+/* sched.c, for sysmon: move a stuck P's run queue and timers elsewhere. */
+uint32_t goro__sched_handoff_stuck(goro__p *v);
 
 /* signals.c */
 int goro__signals_install(void);

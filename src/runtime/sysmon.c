@@ -7,7 +7,10 @@
  *    running without yielding, or a chain of runnext hand-offs) is marked
  *    "stuck": its owner then serves its run queue before runnext, stealers
  *    may take runnext too, and if it has queued goroutines or due timers an
- *    idle thread is woken to take them over;
+ *    idle thread is woken to take them over; when no thread is idle and not
+ *    even one switch happened (a raw blocking system call, a long
+ *    computation), its queue goes to the global queue and its timers to a
+ *    processor that still switches (goro__sched_handoff_stuck);
  *  - report a goroutine that has been running longer than the longrun
  *    threshold, once per stretch, on stderr;
  *  - keep the coarse clock fresh;
@@ -64,8 +67,14 @@ void goro__sysmon_wake(void)
     (void)r;
 }
 
+/* Dekker pair with sysmon's deep sleep: the caller took an idle P
+ * (npidle decremented), then we read `deep`; sysmon sets `deep`, then
+ * re-reads npidle before sleeping. With a full barrier between each write
+ * and read, at least one side sees the other: either sysmon stays awake or
+ * we wake it. Without them sysmon could miss a busy P for a whole second. */
 void goro__sysmon_note_busy(void)
 {
+    atomic_thread_fence(memory_order_seq_cst);
     if (goro__load_relaxed(&sm.deep))
         goro__sysmon_wake();
 }
@@ -137,6 +146,10 @@ static bool retake(int64_t now)
             stuck_work = true;
             goro__wakep();
         }
+        /* Not even one switch for a period and no idle processor to steal
+         * from it: move its queue and every timer (due or not) away. */
+        if (running && (work || t0) && goro__load_relaxed(&goro__sched_.npidle) == 0)
+            goro__sched_handoff_stuck(p);
         if (goro__sched_.longrun_ns > 0 && dur >= goro__sched_.longrun_ns && !sm.reported[i]) {
             sm.reported[i] = true;
             report_longrun(p, dur);
@@ -166,8 +179,15 @@ static void *sysmon_main(void *arg)
     int idle = 0;
     while (!atomic_load(&sm.stop)) {
         bool deep = idle >= 3;
-        if (deep)
+        if (deep) {
             atomic_store(&sm.deep, 1);
+            atomic_thread_fence(memory_order_seq_cst);
+            if (goro__load_relaxed(&goro__sched_.npidle) != goro__sched_.nprocs) {
+                atomic_store(&sm.deep, 0); /* a P became busy meanwhile */
+                deep = false;
+                idle = 0;
+            }
+        }
         struct pollfd pfd = {.fd = sm.evfd, .events = POLLIN};
         if (poll(&pfd, 1, (int)((deep ? IDLE_SLEEP : TICK) / GORO_MILLISECOND)) > 0) {
             uint64_t v;

@@ -9,6 +9,7 @@
  * computation still fire). Adding a timer earlier than the poller's wake-up
  * time breaks the poller's sleep.
  */
+#define GORO__LOCK_RANK GORO__RANK_TIMERS /* lock.h */
 #include <sched.h>
 #include <stdlib.h>
 
@@ -68,15 +69,23 @@ static void heap_remove(goro__p *p, uint32_t i)
     update_timer0(p);
 }
 
+static void heap_add(goro__p *p, goro__timer *t, int64_t when);
+
 void goro__timer_add(goro__timer *t, int64_t when)
 {
     goro__p *p = goro__curp();
     if (!p)
         p = goro__sched_.allp[0];
+    t->persist = false;
+    heap_add(p, t, when);
+}
+
+/* Locked: insert t into p's heap. */
+static void heap_insert_locked(goro__p *p, goro__timer *t, int64_t when)
+{
     if (when <= 0)
         when = 1; /* 0 means "no timer" in timer0 */
     t->when = when;
-    goro__spin_lock(&p->timers_lock);
     if (p->ntimers == p->timers_cap) {
         uint32_t ncap = p->timers_cap ? p->timers_cap * 2 : 64;
         goro__timer **nh = realloc(p->timers, ncap * sizeof *nh);
@@ -91,13 +100,150 @@ void goro__timer_add(goro__timer *t, int64_t when)
     atomic_store_explicit(&t->p, p, memory_order_relaxed);
     atomic_store_explicit(&t->state, GORO__TIMER_HEAP, memory_order_relaxed);
     update_timer0(p);
+}
+
+static void heap_add(goro__p *p, goro__timer *t, int64_t when)
+{
+    goro__spin_lock(&p->timers_lock);
+    heap_insert_locked(p, t, when);
     goro__spin_unlock(&p->timers_lock);
     int64_t pu = goro__load_acquire(&goro__sched_.poll_until);
     if (pu && when < pu)
         goro__netpoll_break();
 }
 
+/* ---- persistent timers ---------------------------------------------------- */
+
+static goro__spinlock tw_lock;
+static bool tw_live;          /* a runtime is running: timers go to heaps */
+static goro__timer *pending;  /* persistent timers waiting for a runtime */
+
+static void pending_push(goro__timer *t)
+{
+    t->pprev = NULL;
+    t->pnext = pending;
+    if (pending)
+        pending->pprev = t;
+    pending = t;
+    t->idx = -1;
+    atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->state, GORO__TIMER_PENDING, memory_order_relaxed);
+}
+
+static void pending_unlink(goro__timer *t)
+{
+    if (t->pprev)
+        t->pprev->pnext = t->pnext;
+    else
+        pending = t->pnext;
+    if (t->pnext)
+        t->pnext->pprev = t->pprev;
+    t->pnext = t->pprev = NULL;
+}
+
+void goro__timer_add_persist(goro__timer *t, int64_t when)
+{
+    t->persist = true;
+    goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
+    if (!tw_live) {
+        t->when = when <= 0 ? 1 : when;
+        pending_push(t);
+        goro__spin_unlock(&tw_lock);
+        return;
+    }
+    goro__p *p = goro__curp();
+    if (!p)
+        p = goro__sched_.allp[0];
+    heap_add(p, t, when);
+    goro__spin_unlock(&tw_lock);
+}
+
+void goro__timers_start(goro__p *p0)
+{
+    goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
+    tw_live = true;
+    while (pending) {
+        goro__timer *t = pending;
+        pending_unlink(t);
+        atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
+        heap_add(p0, t, t->when);
+    }
+    goro__spin_unlock(&tw_lock);
+}
+
+void goro__timers_stop(void)
+{
+    goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
+    tw_live = false;
+    for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
+        goro__p *p = goro__sched_.allp[i];
+        if (!p)
+            continue;
+        goro__spin_lock(&p->timers_lock);
+        for (uint32_t k = 0; k < p->ntimers; k++) {
+            goro__timer *t = p->timers[k];
+            if (t->persist) {
+                pending_push(t);
+            } else {
+                t->idx = -1;
+                atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
+                atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
+            }
+        }
+        p->ntimers = 0;
+        update_timer0(p);
+        goro__spin_unlock(&p->timers_lock);
+    }
+    goro__spin_unlock(&tw_lock);
+}
+
+static bool timer_del_heap(goro__timer *t);
+
+/* Persistent timers: tw_lock is held only to find the timer and lock its
+ * heap (so teardown cannot free the heap under us), never while waiting for
+ * a firing callback - that callback may itself disarm a child context's
+ * timer and need tw_lock. */
 bool goro__timer_del(goro__timer *t)
+{
+    if (!t->persist)
+        return timer_del_heap(t);
+    for (unsigned spins = 0;; spins++) {
+        goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
+        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st == GORO__TIMER_PENDING) {
+            pending_unlink(t);
+            atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
+            goro__spin_unlock(&tw_lock);
+            return true;
+        }
+        goro__p *p = atomic_load_explicit(&t->p, memory_order_acquire);
+        if (p && st == GORO__TIMER_HEAP) {
+            goro__spin_lock(&p->timers_lock);
+            goro__spin_unlock(&tw_lock);
+            bool here = atomic_load_explicit(&t->p, memory_order_relaxed) == p &&
+                        atomic_load_explicit(&t->state, memory_order_relaxed) == GORO__TIMER_HEAP;
+            if (here) {
+                heap_remove(p, (uint32_t)t->idx);
+                t->idx = -1;
+                atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
+                atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
+            }
+            goro__spin_unlock(&p->timers_lock);
+            if (here)
+                return true;
+            continue;
+        }
+        goro__spin_unlock(&tw_lock);
+        if (st == GORO__TIMER_IDLE)
+            return false;
+        if (spins < 64)
+            goro__cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+static bool timer_del_heap(goro__timer *t)
 {
     for (unsigned spins = 0;; spins++) {
         goro__p *p = atomic_load_explicit(&t->p, memory_order_acquire);
@@ -138,6 +284,7 @@ int goro__timers_run(goro__p *p, int64_t now)
         atomic_store_explicit(&t->state, GORO__TIMER_FIRING, memory_order_relaxed);
         atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
         goro__spin_unlock(&p->timers_lock);
+        GORO__CHAOS(GORO__CH_TIMER);
         t->fn(t);
         /* Last touch: the owner may reuse t as soon as it sees IDLE. */
         atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_release);
@@ -146,6 +293,32 @@ int goro__timers_run(goro__p *p, int64_t now)
     }
     goro__spin_unlock(&p->timers_lock);
     return ran;
+}
+
+int goro__timers_move(goro__p *from, goro__p *to)
+{
+    if (from == to)
+        return 0;
+    goro__p *first = from->id < to->id ? from : to, *second = first == from ? to : from;
+    goro__spin_lock(&first->timers_lock);
+    goro__spin_lock(&second->timers_lock);
+    int n = 0;
+    int64_t earliest = 0;
+    while (from->ntimers) {
+        goro__timer *t = from->timers[from->ntimers - 1];
+        heap_remove(from, from->ntimers - 1);
+        /* Both locks held: goro__timer_del sees it on one heap or the other. */
+        heap_insert_locked(to, t, t->when);
+        if (!earliest || t->when < earliest)
+            earliest = t->when;
+        n++;
+    }
+    goro__spin_unlock(&second->timers_lock);
+    goro__spin_unlock(&first->timers_lock);
+    int64_t pu = goro__load_acquire(&goro__sched_.poll_until);
+    if (n && pu && earliest < pu)
+        goro__netpoll_break();
+    return n;
 }
 
 int64_t goro__timers_next(goro__p *p) { return goro__load_relaxed(&p->timer0); }

@@ -12,6 +12,16 @@
  * Callbacks run on a scheduler thread that holds a P, outside every lock:
  * they must not block (claiming and readying a goroutine, cancelling a
  * context are fine).
+ *
+ * Persistent timers (context deadlines) may be armed and disarmed by any
+ * thread at any time, also when no runtime is running: their owner can be
+ * created before goro_run and released after it returns. Without a runtime
+ * they wait on a global pending list (state PENDING); goro_run moves the
+ * pending list into P 0's heap, and teardown moves every persistent timer
+ * still queued back onto it (other timers belong to goroutines, which
+ * teardown discards). One global lock, `tw_lock`, orders these moves with
+ * the persistent-timer add/del calls of other threads; goroutine wait
+ * timers never take it. Lock order: tw_lock, then a P's timers_lock.
  */
 #ifndef GORO_TIMER_H
 #define GORO_TIMER_H
@@ -28,9 +38,16 @@ typedef struct goro__timer {
     _Atomic(struct goro__p *) p;
     int32_t idx;
     _Atomic uint32_t state;
+    bool persist;                       /* survives the runtime (see above) */
+    struct goro__timer *pnext, *pprev;  /* pending list links */
 } goro__timer;
 
-enum { GORO__TIMER_IDLE = 0, GORO__TIMER_HEAP = 1, GORO__TIMER_FIRING = 2 };
+enum {
+    GORO__TIMER_IDLE = 0,
+    GORO__TIMER_HEAP = 1,
+    GORO__TIMER_FIRING = 2,
+    GORO__TIMER_PENDING = 3 /* persistent, waiting for a runtime */
+};
 
 /* Queue t (fn, arg, seq set by the caller) to fire at `when` on the calling
  * thread's P (or P 0 when the thread has none). t must be IDLE. */
@@ -43,10 +60,24 @@ bool goro__timer_del(goro__timer *t);
 /* Run the timers of p that are due at `now`. Returns the number run. */
 int goro__timers_run(struct goro__p *p, int64_t now);
 
+/* Move every timer of `from` to `to` (sysmon: `from` is stuck in a call
+ * that never returns to the scheduler). Returns the number moved. */
+int goro__timers_move(struct goro__p *from, struct goro__p *to);
+
 /* Earliest `when` in p's heap, or 0 if empty (racy hint). */
 int64_t goro__timers_next(struct goro__p *p);
 
 /* Free p's heap storage (runtime teardown). */
 void goro__timers_destroy(struct goro__p *p);
+
+/* Persistent timers: arm (any thread, runtime running or not) and disarm.
+ * goro__timer_del also works on them. */
+void goro__timer_add_persist(goro__timer *t, int64_t when);
+
+/* goro_run: the runtime's timers are live on p0; pending timers move there.
+ * Teardown (single scheduler thread left, Ps still allocated): persistent
+ * timers move back to the pending list, the rest are dropped. */
+void goro__timers_start(struct goro__p *p0);
+void goro__timers_stop(void);
 
 #endif /* GORO_TIMER_H */

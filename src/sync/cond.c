@@ -7,6 +7,7 @@
  * queued: no lost wake-ups. Lock order: cond lock, then the mutex's queue
  * lock (never the reverse).
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
 #include "sync/syncq.h"
 
 bool goro__mutex_is_locked(goro_mutex *m);

@@ -14,10 +14,15 @@
  * reference: freeing a context first removes its timer (waiting for a
  * callback that is running to finish), so the callback never sees a freed
  * context. Cancelling from the timer callback itself skips that removal.
+ * The timer is persistent (timer.h): a context may be made before goro_run
+ * and released after it returns, and its deadline counts across runs.
+ * goro_ctx_err also checks the deadline itself, so a context is never
+ * reported live past its deadline, even with no runtime to fire the timer.
  *
  * The background context is a static object with a static done channel
  * that is never closed.
  */
+#define GORO__LOCK_RANK GORO__RANK_CTX /* lock.h */
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,12 +118,14 @@ static int make_child(goro_ctx *parent, int64_t deadline, goro_ctx **out)
     if (c->deadline != GORO_NO_DEADLINE && atomic_load(&c->err) == 0) {
         if (c->deadline <= goro__nanotime()) {
             cancel(c, -ETIMEDOUT, true);
-        } else if (goro__running()) {
+        } else {
+            /* Armed whether or not a runtime runs now: a persistent timer
+             * waits for one (timer.h). */
             c->timer.fn = deadline_fired;
             c->timer.arg = c;
             c->timer.idx = -1;
             c->has_timer = true;
-            goro__timer_add(&c->timer, c->deadline);
+            goro__timer_add_persist(&c->timer, c->deadline);
         }
     }
     *out = c;
@@ -148,7 +155,21 @@ void goro_ctx_cancel(goro_ctx *c)
 
 goro_chan *goro_ctx_done(goro_ctx *c) { return c ? c->done : NULL; }
 
-int goro_ctx_err(const goro_ctx *c) { return c ? atomic_load(&((goro_ctx *)c)->err) : 0; }
+int goro_ctx_err(const goro_ctx *c)
+{
+    if (!c)
+        return 0;
+    goro_ctx *m = (goro_ctx *)c;
+    int e = atomic_load(&m->err);
+    /* A passed deadline counts even before its timer ran (no runtime, or a
+     * busy processor): Err never reports a live context past its deadline. */
+    if (!e && m->deadline != GORO_NO_DEADLINE && !m->background &&
+        m->deadline <= goro__nanotime()) {
+        cancel(m, -ETIMEDOUT, false);
+        e = atomic_load(&m->err);
+    }
+    return e;
+}
 
 int64_t goro_ctx_deadline(const goro_ctx *c) { return c ? c->deadline : GORO_NO_DEADLINE; }
 

@@ -12,7 +12,26 @@
  *    no waiter starves. This is Go's normal/starvation mode split, decided
  *    per unlock.
  * A mutex is not owned by a goroutine: any goroutine may unlock it.
+ *
+ * Wait/wake protocol and its race windows:
+ *  W1 contender checks (under sq.lock) and finds it locked; holder unlocks
+ *     before the contender is queued. Closed by publishing WAITERS with a CAS
+ *     that requires LOCKED (set_waiters_or_acquire): if the holder released
+ *     first, the CAS fails and the contender takes the lock instead; if
+ *     WAITERS got in first, the holder's fast-path CAS (LOCKED -> 0) fails
+ *     and its slow path needs sq.lock, which the contender holds until it
+ *     is parked (commit-unlock after the switch), so the holder always
+ *     finds the waiter queued.
+ *  W2 a timed-out waiter is still queued when unlock pops: the pop claims
+ *     with a CAS, fails, and moves on (syncq.h); the timed-out goroutine
+ *     unqueues itself under sq.lock and clears WAITERS if it was the last.
+ *  W3 a woken (retry) waiter loses to a newcomer: it re-queues at the front
+ *     through W1 again, so the hand-off is never lost, only retried.
+ * Invariant: WAITERS is set whenever a waiter is queued (sq.n > 0), and is
+ * cleared only under sq.lock when sq.n == 0.
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
+#include "runtime/chaos.h"
 #include "prof/syncprof.h"
 #include "sync/syncq.h"
 
@@ -44,6 +63,26 @@ static inline bool try_acquire(mutex_impl *mi)
     return false;
 }
 
+/* Under sq.lock: set WAITERS if the mutex is locked (true), or acquire it
+ * if it is free (false). */
+static bool set_waiters_or_acquire(mutex_impl *mi)
+{
+    uint32_t s = goro__load_relaxed(&mi->state);
+    for (;;) {
+        if (!(s & LOCKED)) {
+            if (atomic_compare_exchange_weak_explicit(&mi->state, &s, s | LOCKED,
+                                                      memory_order_acquire, memory_order_relaxed))
+                return false;
+        } else if (s & WAITERS) {
+            return true;
+        } else if (atomic_compare_exchange_weak_explicit(&mi->state, &s, s | WAITERS,
+                                                         memory_order_relaxed,
+                                                         memory_order_relaxed)) {
+            return true;
+        }
+    }
+}
+
 GORO__NOINLINE static int lock_slow(mutex_impl *mi, int64_t deadline)
 {
     for (int i = 0; i < 32; i++) {
@@ -70,7 +109,15 @@ GORO__NOINLINE static int lock_slow(mutex_impl *mi, int64_t deadline)
         }
         if (me.t == 0)
             me.t = goro__nanotime();
-        atomic_fetch_or_explicit(&mi->state, WAITERS, memory_order_relaxed);
+        /* Publish WAITERS only on a mutex that is still locked (one CAS
+         * covering both): once WAITERS is set, the holder's unlock cannot
+         * take the fast path and must take sq.lock, which we hold until
+         * we are parked. If the holder released meanwhile, take the lock. */
+        if (!set_waiters_or_acquire(mi)) {
+            goro__spin_unlock(&mi->sq.lock);
+            return 0;
+        }
+        GORO__CHAOS(GORO__CH_PARK);
         int32_t wake = goro__syncq_park(&mi->sq, g, &me, GORO__WAIT_MUTEX, mi, deadline, front);
         if (wake == WAKE_HANDOFF)
             return 0;

@@ -3,8 +3,11 @@
  * concurrent caller blocks until fn has returned. `done` is read with
  * acquire on the fast path; the rest happens under sq.lock. The runner's
  * goroutine id is kept to turn a recursive call into -EDEADLK instead of a
- * deadlock.
+ * deadlock. If fn ends its goroutine with goro_exit, the once still counts
+ * as done (Go's Goexit runs Do's deferred completion): an exit hook on the
+ * goroutine (g.h) finishes it, so later callers never block forever.
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
 #include "sync/syncq.h"
 
 typedef struct once_impl {
@@ -17,6 +20,24 @@ typedef struct once_impl {
 _Static_assert(sizeof(once_impl) <= sizeof(goro_once), "goro_once too small");
 
 static inline once_impl *impl(goro_once *o) { return (once_impl *)(void *)o; }
+
+/* fn has returned (or its goroutine is exiting): done, wake the waiters. */
+static void finish(once_impl *o)
+{
+    goro__spin_lock(&o->sq.lock);
+    atomic_store_explicit(&o->done, 1, memory_order_release);
+    o->running = 0;
+    goro__waiter *list = goro__syncq_pop_all(&o->sq, 0);
+    goro__spin_unlock(&o->sq.lock);
+    goro__syncq_ready_list(list);
+}
+
+typedef struct once_exit {
+    goro__exit_hook hook;
+    once_impl *o;
+} once_exit;
+
+static void once_exit_hook(goro__exit_hook *h) { finish(((once_exit *)h)->o); }
 
 int goro_once_do(goro_once *once, goro_fn fn, void *arg)
 {
@@ -52,12 +73,16 @@ int goro_once_do(goro_once *once, goro_fn fn, void *arg)
     o->running = 1;
     o->runner = g ? g->base.id : 0;
     goro__spin_unlock(&o->sq.lock);
+    once_exit ex = {.hook = {.fn = once_exit_hook}, .o = o};
+    if (g) { /* fn may end the goroutine with goro_exit: finish then too */
+        ex.hook.next = g->exit_hooks;
+        g->exit_hooks = &ex.hook;
+    }
     fn(arg);
-    goro__spin_lock(&o->sq.lock);
-    atomic_store_explicit(&o->done, 1, memory_order_release);
-    o->running = 0;
-    goro__waiter *list = goro__syncq_pop_all(&o->sq, 0);
-    goro__spin_unlock(&o->sq.lock);
-    goro__syncq_ready_list(list);
+    if (g) {
+        g = goro__getg(); /* same goroutine, maybe another thread */
+        g->exit_hooks = ex.hook.next;
+    }
+    finish(o);
     return 1;
 }

@@ -11,6 +11,7 @@
  * wake-up can never be lost to a waiter that timed out meanwhile. Woken
  * goroutines already own what they asked for; nobody retries.
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
 #include "sync/syncq.h"
 
 typedef struct rw_impl {

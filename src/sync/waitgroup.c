@@ -19,6 +19,7 @@
  * reporting success. Waits that find the counter at zero return at once,
  * after WAKING clears.
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
 #include "sync/syncq.h"
 
 #define WG_WAKING (1ull << 31)

@@ -1,6 +1,7 @@
 /*
  * waitq.c - park/pop helpers of the sync primitives' wait queue (syncq.h).
  */
+#define GORO__LOCK_RANK GORO__RANK_SYNC /* lock.h */
 #include "sync/syncq.h"
 
 int32_t goro__syncq_park(goro__syncq *sq, goro__g *g, goro__waiter *me, unsigned reason,

@@ -28,12 +28,15 @@
  *    that changes it must restore it before any blocking call, yield or
  *    sleep (goro does not switch it, as Go does not).
  *  - Goroutine stacks have a fixed size (goro_options.stack_size, default
- *    64 KiB; GORO_STACK_SIZE overrides). Overflowing one is detected and
- *    reported ("goroutine N (created at FILE:LINE) overflowed its stack"),
- *    then the process exits with status 2; it is never silent corruption.
+ *    64 KiB; GORO_STACK_SIZE overrides). An overflow is reported
+ *    ("goroutine N (created at FILE:LINE) overflowed its stack") and the
+ *    process exits with status 2. That is guaranteed for stacks with a guard
+ *    page, not for canary-only ones: see "Stack overflow" below.
  *
  * Build your own code with -fno-omit-frame-pointer so that creation stacks,
- * goroutine dumps and profiles can see through your frames.
+ * goroutine dumps and profiles can see through your frames, and with
+ * -fstack-clash-protection so that no large frame can jump a stack's guard
+ * page.
  */
 #ifndef GORO_H
 #define GORO_H
@@ -146,6 +149,99 @@ typedef struct goro_options {
  * runtime is already running in this process; -ENOMEM or another errno if
  * threads or memory could not be set up. */
 int goro_run(goro_fn main_fn, void *arg, const goro_options *opts);
+
+/*
+ * Fork. While the runtime runs, the process is multithreaded, and as POSIX
+ * says for any such process, the child of a fork() may only call
+ * async-signal-safe functions until it calls exec or _exit: goro supports
+ * fork only followed by exec, like Go. posix_spawn, and fork followed at
+ * once by execve (or _exit) in the child, work from goroutines, goro_blocking
+ * functions and other threads; wait for the child in a goroutine with
+ * waitpid(WNOHANG) and goro_sleep, or inside goro_blocking.
+ * In such a child the runtime is not running and the thread that forked is
+ * no runtime thread, whatever it was in the parent: goro_run returns
+ * -ECHILD (also in the child's own children); goroutine-context calls
+ * (goro_spawn, goro_yield, goro_sleep, blocking channel, select and sync
+ * calls) return -EPERM; goro_dump returns -ESRCH; goro_id,
+ * goro_num_goroutines and goro_procs return 0; no goroutine runs. This turns
+ * the common mistakes into errors, but the rule stands: a non-blocking call
+ * on an object whose lock another thread held at the fork can still
+ * deadlock the child, network calls there act on the epoll instance it
+ * shares with the parent, and returning from the function that called fork
+ * (a goroutine's or goro_blocking's) is undefined. A child forked while the
+ * runtime is not running (before goro_run, or after it returned) may run
+ * goro_run as usual. Details: docs/fork.md.
+ */
+
+/*
+ * Stack overflow. Stacks do not grow. The usable part is stack_size minus
+ * one page and the goroutine record (61,120 bytes of 64 KiB). What an
+ * overflow does depends on the stack:
+ *  - With a guard page, the overflow faults before it writes anything
+ *    outside its own stack. goro prints "goroutine N (created at FILE:LINE
+ *    in F) overflowed its stack of B bytes" and "fatal error: stack
+ *    overflow" to stderr and exits with status 2. This holds for every
+ *    frame, alloca and VLA, provided the code is built with
+ *    -fstack-clash-protection (goro is) and goro's SIGSEGV handler is in
+ *    place (see "Signals").
+ *  - Which stacks have one: all of them on Linux 6.13+ (MADV_GUARD_INSTALL).
+ *    On older kernels each guard costs two memory mappings, so only
+ *    (3/4 * vm.max_map_count - mappings in use) / 2 stacks get one: about
+ *    24,500 with the default max_map_count (65530), i.e. that many
+ *    goroutines alive at once. Further stacks have only a canary word at
+ *    their low end, and goro says so once on stderr.
+ *  - On a canary-only stack, an overflow that overwrites the canary is
+ *    reported in the same way (with a note) at the goroutine's next switch
+ *    (blocking call, yield, sleep or return), or earlier if it faults. An
+ *    overflow that skips the canary (a large array written only at its low
+ *    end), or whose goroutine never switches again, is NOT detected. One
+ *    that goes more than 4 KiB past the stack overwrites another
+ *    goroutine's record and frames before it is reported, and that
+ *    goroutine may misbehave or crash first. Silent corruption is possible.
+ *  - GORO_STACK_GUARD=strict gives every stack a guard page. When no guard
+ *    can be installed for a new stack, the process stops with a fatal error
+ *    ("cannot allocate a stack"; abort) instead of using a canary-only
+ *    stack. goro_spawn does not fail early: a goroutine gets its stack when
+ *    it first runs. There is no goro_options field for this.
+ * GORO_STACK_GUARD also takes mprotect, canary and max=N (for testing); a
+ * malformed value makes goro_run return -EINVAL. Details and measurements
+ * are in docs/stacks.md.
+ */
+
+/*
+ * Signals. goro handles, blocks or sends only these (docs/signals.md):
+ *  - SIGSEGV, SIGBUS: handler installed by goro_run, and the previous
+ *    disposition restored when it returns. A stack overflow is reported as
+ *    above and exits 2 (the previous handler is not called). Any other fault
+ *    prints "goro: fatal signal in goroutine N ..." and is chained to the
+ *    handler installed before goro_run. That handler is called from goro's,
+ *    on goro's signal stack, without its own sa_mask/flags. If there was
+ *    none (SIG_DFL or SIG_IGN), the default action applies. A handler
+ *    installed while goro_run runs replaces goro's (no overflow reports) and
+ *    is overwritten when goro_run returns. No option disables this. Each
+ *    runtime thread has its own 64 KiB sigaltstack. The thread calling
+ *    goro_run loses any it had: it is disabled, not restored, on return.
+ *  - SIGQUIT: handler installed by goro_run and restored on return. It
+ *    dumps all goroutines and exits 2 (GORO_SIGQUIT=dump: dump and keep
+ *    running). Runtime threads block it except sysmon (goro_run blocks it in
+ *    its caller for the duration). No option leaves SIGQUIT alone. A handler
+ *    the program installs after goro_run started takes over until return.
+ *  - SIGPROF: handler installed at the first CPU profile
+ *    (goro_write_cpu_profile, /debug/pprof/profile) and never removed.
+ *    Per-thread CPU-time timers send it only while a profile runs. While
+ *    installed, SIGPROF from other sources never reaches another handler.
+ *    No option.
+ *  - SIGRTMIN+5: handler installed at the first reachability scan
+ *    (goro_leak_scan, the goroutineleak profile) and never removed. It is
+ *    sent to every thread of the process to stop the world; a thread that
+ *    blocks it makes the scan fail with -EAGAIN. The number is fixed.
+ *  - SIGPIPE: no handler. A goro_conn write to a non-socket fd blocks it on
+ *    its thread for that write and discards the SIGPIPE the write raised
+ *    (-EPIPE instead). Sockets use MSG_NOSIGNAL.
+ * Runtime threads start with the signal mask of goro_run's caller (plus
+ * SIGQUIT blocked): block signals before goro_run, and never change the
+ * mask from a goroutine (it belongs to whichever thread runs it).
+ */
 
 /* Options for goro_spawn. Every field may be zero. */
 typedef struct goro_spawn_opts {

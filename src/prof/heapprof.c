@@ -75,6 +75,9 @@ bool goro__heapprof_available(const char **why)
     return false;
 }
 void goro__heapprof_init(void) {}
+void goro__heapprof_fork_prepare(void) {}
+void goro__heapprof_fork_parent(void) {}
+void goro__heapprof_fork_child(void) {}
 bool goro__heapprof_owns(const void *p)
 {
     (void)p;
@@ -114,6 +117,7 @@ typedef struct tstate {
     int64_t left;   /* bytes until the next sample */
     uint32_t busy;  /* in the slow path: allocate straight from glibc */
     uint32_t init;  /* left was drawn (a new thread starts at 0) */
+    uint32_t fork_owner; /* forking: this thread holds both locks (fork.c) */
     uint64_t rng;
     uintptr_t stack_lo, stack_hi; /* foreign threads' stack bounds (cached) */
 } tstate;
@@ -149,6 +153,21 @@ static char *barena;
 static size_t barena_used, barena_cap;
 
 static _Atomic int hp_state; /* 0 unknown, 1 active, -1 unavailable */
+
+/* The two locks. A thread that is forking holds both from its atfork
+ * prepare handler to its parent/child handler (goro__heapprof_fork_*):
+ * whatever it does in between (other libraries' atfork handlers) uses
+ * them as already its own. */
+static inline void hp_lock(goro__spinlock *l)
+{
+    if (GORO__LIKELY(!ts.fork_owner))
+        goro__spin_lock(l);
+}
+static inline void hp_unlock(goro__spinlock *l)
+{
+    if (GORO__LIKELY(!ts.fork_owner))
+        goro__spin_unlock(l);
+}
 static _Atomic uint32_t seen_malloc;
 
 /* ---- rate and randomness ---------------------------------------------------- */
@@ -183,7 +202,7 @@ static bool region_reserve(void)
 {
     if (atomic_load_explicit(&region_base, memory_order_acquire))
         return true;
-    goro__spin_lock(&region_lock);
+    hp_lock(&region_lock);
     if (!region) {
         void *r = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -194,7 +213,7 @@ static bool region_reserve(void)
             atomic_store_explicit(&region_base, (uintptr_t)r, memory_order_release);
         }
     }
-    goro__spin_unlock(&region_lock);
+    hp_unlock(&region_lock);
     return region != NULL;
 }
 
@@ -202,7 +221,7 @@ static char *region_alloc(size_t pages)
 {
     size_t cls = pages < NCLASS ? pages : 0;
     char *p = NULL;
-    goro__spin_lock(&region_lock);
+    hp_lock(&region_lock);
     struct freeblk **pp = &freelist[cls];
     while (*pp) {
         if ((*pp)->pages == pages) {
@@ -218,7 +237,7 @@ static char *region_alloc(size_t pages)
         p = region + region_used;
         region_used += pages * PAGE;
     }
-    goro__spin_unlock(&region_lock);
+    hp_unlock(&region_lock);
     return p;
 }
 
@@ -235,12 +254,12 @@ static void region_free(char *p, size_t pages)
 {
     bool keep = false;
     if (pages <= CACHE_BLOCK_PAGES) {
-        goro__spin_lock(&region_lock);
+        hp_lock(&region_lock);
         if (cached_pages + pages <= CACHE_PAGES) {
             cached_pages += pages;
             keep = true;
         }
-        goro__spin_unlock(&region_lock);
+        hp_unlock(&region_lock);
     }
     if (keep)
         memset(p, 0, pages * PAGE);
@@ -250,10 +269,10 @@ static void region_free(char *p, size_t pages)
     f->pages = pages;
     f->resident = keep;
     size_t cls = pages < NCLASS ? pages : 0;
-    goro__spin_lock(&region_lock);
+    hp_lock(&region_lock);
     f->next = freelist[cls];
     freelist[cls] = f;
-    goro__spin_unlock(&region_lock);
+    hp_unlock(&region_lock);
 }
 
 /* Before the region exists nothing is in it (base 0 would otherwise make
@@ -349,17 +368,17 @@ static bool btable_grow(void)
 static goro__heap_bucket *bucket_get(const uintptr_t *pcs, uint32_t n)
 {
     uint64_t h = hash_stack(pcs, n);
-    goro__spin_lock(&bucket_lock);
+    hp_lock(&bucket_lock);
     if (!btable || nbuckets * 2 >= btable_cap) {
         if (!btable_grow() && !btable) {
-            goro__spin_unlock(&bucket_lock);
+            hp_unlock(&bucket_lock);
             return NULL;
         }
     }
     size_t j = h & (btable_cap - 1);
     for (goro__heap_bucket *b = btable[j]; b; b = b->next)
         if (b->hash == h && b->npc == n && memcmp(b->pcs, pcs, n * sizeof *pcs) == 0) {
-            goro__spin_unlock(&bucket_lock);
+            hp_unlock(&bucket_lock);
             return b;
         }
     goro__heap_bucket *b = arena_alloc(sizeof *b + n * sizeof *pcs);
@@ -372,7 +391,7 @@ static goro__heap_bucket *bucket_get(const uintptr_t *pcs, uint32_t n)
         btable[j] = b;
         nbuckets++;
     }
-    goro__spin_unlock(&bucket_lock);
+    hp_unlock(&bucket_lock);
     return b;
 }
 
@@ -669,24 +688,50 @@ int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg)
         return -ENOTSUP;
     /* Buckets are never freed or moved (the table is), so walk a copy of
      * the table's pointers taken under the lock, then call out unlocked. */
-    goro__spin_lock(&bucket_lock);
+    hp_lock(&bucket_lock);
     size_t n = nbuckets, k = 0;
     goro__heap_bucket **copy = n ? mmap(NULL, n * sizeof *copy, PROT_READ | PROT_WRITE,
                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                                  : NULL;
     if (copy == MAP_FAILED) {
-        goro__spin_unlock(&bucket_lock);
+        hp_unlock(&bucket_lock);
         return -ENOMEM;
     }
     for (size_t i = 0; i < btable_cap && k < n; i++)
         for (goro__heap_bucket *b = btable[i]; b && k < n; b = b->next)
             copy[k++] = b;
-    goro__spin_unlock(&bucket_lock);
+    hp_unlock(&bucket_lock);
     for (size_t i = 0; i < k; i++)
         fn(copy[i], arg);
     if (copy)
         munmap(copy, n * sizeof *copy);
     return 0;
 }
+
+/* ---- fork (fork.c) ------------------------------------------------------------- */
+
+/* Hold both locks across fork() so that the child finds them free and what
+ * they protect consistent: malloc and free in a forked child (safe with
+ * glibc's allocator, which does the same for its arenas) must not deadlock
+ * on a lock held by a thread that does not exist there. The two locks are
+ * never nested elsewhere, so taking both cannot deadlock. Meanwhile the
+ * forking thread's allocations skip sampling (busy). */
+void goro__heapprof_fork_prepare(void)
+{
+    goro__spin_lock(&region_lock);
+    goro__spin_lock(&bucket_lock);
+    ts.fork_owner = 1;
+    ts.busy++;
+}
+
+void goro__heapprof_fork_parent(void)
+{
+    ts.busy--;
+    ts.fork_owner = 0;
+    goro__spin_unlock(&bucket_lock);
+    goro__spin_unlock(&region_lock);
+}
+
+void goro__heapprof_fork_child(void) { goro__heapprof_fork_parent(); }
 
 #endif /* the real profiler */

@@ -37,4 +37,10 @@ bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi);
 /* Call fn for every bucket; -ENOTSUP when unavailable. */
 int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg);
 
+/* pthread_atfork handlers' part (fork.c): hold the profiler's locks across
+ * fork() so that malloc/free in the child cannot find them held. */
+void goro__heapprof_fork_prepare(void);
+void goro__heapprof_fork_parent(void);
+void goro__heapprof_fork_child(void);
+
 #endif /* GORO_PROF_HEAPPROF_H */

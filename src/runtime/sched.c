@@ -1573,3 +1573,24 @@ size_t goro_num_goroutines(void)
 }
 
 int goro_procs(void) { return goro__running() ? (int)S.nprocs : 0; }
+
+/* ---- fork (fork.c) ---- */
+
+/* fork.c's pthread_atfork child handler, in the child (one thread, the one
+ * that forked). If the runtime was active at the fork, make this copy of it
+ * inert and return true: the calling thread stops being a runtime thread
+ * (goroutine-context calls return -EPERM), the runtime reads as not running,
+ * and nothing may start a scheduler thread (wakep finds no idle P). The
+ * inherited state is otherwise left as it was; goro_run fails with -ECHILD
+ * (fork.c). Returns false, changing nothing, when the runtime was not active. */
+bool goro__sched_fork_child(void)
+{
+    if (!atomic_load(&rt_active))
+        return false;
+    tls_m = NULL;
+    goro__store_relaxed(&S.shutdown, 1);
+    goro__store_relaxed(&S.npidle, 0);
+    atomic_store(&rt_running, 0);
+    atomic_store(&rt_active, 0); /* goro_run gets past -EBUSY to -ECHILD */
+    return true;
+}

@@ -410,4 +410,10 @@ typedef struct goro__dump_opts {
 int goro__dump_write(goro__sink sink, void *sink_arg, const char *header, uintptr_t self_fp,
                      const goro__dump_opts *o);
 
+/* ---- fork (fork.c) ---- */
+
+/* In the child of a fork (atfork child handler): if the runtime was active,
+ * make the child's copy inert and return true (see sched.c). */
+bool goro__sched_fork_child(void);
+
 #endif /* GORO_SCHED_H */

@@ -7,33 +7,54 @@
  * a PROT_NONE guard page per stack splits VMAs and stops at ~32k stacks
  * under the default vm.max_map_count; page faults are expensive (~2 us).
  * So stacks are fixed-size slots carved from 1 GiB MAP_NORESERVE regions
- * (MADV_NOHUGEPAGE, so a touched stack costs 4 KiB, not 2 MiB), and:
+ * (MADV_NOHUGEPAGE, so a touched stack costs 4 KiB, not 2 MiB). A slot,
+ * from low to high addresses: one guard page, the stack (it grows down),
+ * the G record. An overflow runs away from the goroutine's own record,
+ * towards the record and outermost frames of the slot below: that is what
+ * the guard page is for (docs/stacks.md).
  *  - guards, in layers: MADV_GUARD_INSTALL (Linux 6.13+; no VMA split,
  *    survives MADV_DONTNEED) when the kernel has it; else mprotect guards
- *    while a VMA budget derived from max_map_count lasts; else a canary word
- *    at the low end, checked at every switch away from the goroutine. A fault
- *    in a guard is reported by the SIGSEGV handler (signals.c) as
- *    "goroutine N (created at FILE:LINE) overflowed its stack".
+ *    while a VMA budget derived from max_map_count lasts (~24k stacks by
+ *    default); else the guard page stays ordinary memory (a 4 KiB dead zone)
+ *    and a canary word at the stack's low end is checked at every switch
+ *    away from the goroutine. The first canary-only stack prints a warning.
+ *    Each region also has a guard page below its first slot (+1 VMA per
+ *    1 GiB region with mprotect, none with MADV_GUARD_INSTALL), so a runaway
+ *    overflow of a canary-only stack faults there at the latest instead of
+ *    running on into unrelated mappings (thread stacks, heap).
+ *    A fault in a guard is reported by the SIGSEGV handler (signals.c) as
+ *    "goroutine N (created at FILE:LINE) overflowed its stack"; the handler
+ *    blames the running goroutine whose stack pointer is below its stack
+ *    (goro__stack_fault_culprit), not the owner of the page that was hit.
+ *  - GORO_STACK_GUARD (parse_guard_env, docs/stacks.md) selects the layers:
+ *    "strict" never hands out a stack without a guard page (the allocation
+ *    fails instead: a fatal error), "mprotect" skips MADV_GUARD_INSTALL,
+ *    "canary" installs no per-stack guard, "max=N" caps the guarded stacks.
  *  - recycling: each P caches up to 64 free stacks (hot: their top page is
  *    resident, so the next goroutine starts without a page fault); the rest
  *    go back to per-region bitmaps: `dirty` (free, maybe resident) and
  *    `clean` (free, returned to the OS). Allocation prefers dirty slots.
+ *    A slot keeps its guard (or its lack of one) for the life of the region.
  *  - returning memory: sysmon calls goro__stack_scavenge, which hands all
  *    but GORO__STACK_KEEP dirty slots to the OS with MADV_DONTNEED, in runs
  *    of adjacent slots (one call per run), without holding the lock while
  *    the kernel works. RSS falls back after a burst of goroutines exits.
  *
- * Locking: st.lock (futex mutex) protects the region table and the
- * dirty/clean bitmaps and counters. `guarded` bits are set with atomic OR by
- * the thread that owns the slot. Per-P caches are owner-only.
+ * Locking: st.lock (futex mutex) protects the region table, the dirty/clean
+ * bitmaps and counters, and guard reservations (st.budget is decremented
+ * only under it). `guarded`/`canary` bits are set with atomic OR by the
+ * thread that owns the slot. Per-P caches are owner-only.
  */
+#define GORO__MUTEX_RANK GORO__RANK_ALLOC
 #include "runtime/sched.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "runtime/fork.h"
 #include "runtime/vg.h"
 
 #ifndef MADV_GUARD_INSTALL
@@ -46,10 +67,11 @@
 #define GORO__STACK_KEEP 1024
 #define CANARY 0x676f726f2d73746bull /* "goro-stk"; also in sched.h */
 
-enum { GUARD_MADV = 0, GUARD_MPROTECT = 1 };
+/* How per-stack guards are made. */
+enum { GUARD_MADV = 0, GUARD_MPROTECT = 1, GUARD_NONE = 2 };
 
 typedef struct region {
-    char *base;
+    char *base;       /* first slot; a guard page lies just below it */
     uint32_t nslots;
     uint32_t nwords;
     uint64_t *dirty;
@@ -69,8 +91,11 @@ static struct {
     uint32_t per_region;
     uint32_t ndirty, nclean;
     uint32_t hint;  /* first region that may have dirty slots */
-    int mode;
-    _Atomic long mprotect_budget;
+    int mode;       /* GUARD_* */
+    bool have_madv; /* MADV_GUARD_INSTALL works (also used for region guards) */
+    bool strict;    /* never hand out a stack without a guard page */
+    _Atomic long budget;            /* guards still allowed; LONG_MAX: no cap */
+    _Atomic long nguarded, ncanary; /* slots described with / without a guard */
     size_t page;
 } st;
 
@@ -109,20 +134,80 @@ static long vma_budget(void)
     return budget > 0 ? budget : 0;
 }
 
+/* GORO_STACK_GUARD: comma-separated words (docs/stacks.md):
+ *   auto      the default layers (MADV_GUARD_INSTALL, else mprotect while
+ *             the VMA budget lasts, else a canary)
+ *   mprotect  skip MADV_GUARD_INSTALL (behave as on a kernel before 6.13)
+ *   canary    no per-stack guard pages at all (testing; weakest detection)
+ *   strict    never hand out a stack without a guard page: once none can be
+ *             installed, allocating a stack fails (a fatal error)
+ *   max=N     at most N stacks get a guard page (to test the fallbacks)
+ * Sets *mode, *strict and *max (left alone when not given); -EINVAL, with a
+ * message on stderr, for anything else. */
+static int parse_guard_env(int *mode, bool *strict, long *max)
+{
+    const char *v = getenv("GORO_STACK_GUARD");
+    if (!v || !*v)
+        return 0;
+    char buf[128];
+    if (strlen(v) >= sizeof buf)
+        goto bad;
+    strcpy(buf, v);
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (strcmp(w, "auto") == 0) {
+            /* the default */
+        } else if (strcmp(w, "mprotect") == 0) {
+            *mode = GUARD_MPROTECT;
+        } else if (strcmp(w, "canary") == 0) {
+            *mode = GUARD_NONE;
+        } else if (strcmp(w, "strict") == 0) {
+            *strict = true;
+        } else if (strncmp(w, "max=", 4) == 0 && w[4] >= '0' && w[4] <= '9') {
+            char *end;
+            errno = 0;
+            long long n = strtoll(w + 4, &end, 10);
+            if (errno || *end || n > LONG_MAX / 2)
+                goto bad;
+            *max = (long)n;
+        } else {
+            goto bad;
+        }
+    }
+    if (*strict && *mode == GUARD_NONE)
+        goto bad;
+    return 0;
+bad:
+    fprintf(stderr, "goro: GORO_STACK_GUARD must be a comma-separated list of auto, mprotect, "
+                    "canary, strict and max=N (not both canary and strict), not '%s'\n",
+            v);
+    return -EINVAL;
+}
+
 int goro__stack_init(size_t stack_size)
 {
+    /* goro_run's first fallible step: in the child of a fork made while the
+     * runtime ran, refuse before touching anything (fork.c). */
+    if (goro__fork_in_child())
+        return -ECHILD;
     memset(&st, 0, sizeof st);
     st.page = (size_t)sysconf(_SC_PAGESIZE);
     st.stack_size = stack_size;
     st.gsize = GORO__ALIGN_UP(sizeof(goro__g), GORO__CACHELINE);
     st.guard = st.page;
     st.per_region = (uint32_t)(REGION_BYTES / stack_size);
-    if (RUNNING_ON_VALGRIND || !probe_guard_install()) {
-        st.mode = GUARD_MPROTECT;
-        atomic_store(&st.mprotect_budget, vma_budget());
-    } else {
-        st.mode = GUARD_MADV;
-    }
+    int mode = GUARD_MADV;
+    long max = -1;
+    int rc = parse_guard_env(&mode, &st.strict, &max);
+    if (rc)
+        return rc;
+    st.have_madv = !RUNNING_ON_VALGRIND && probe_guard_install();
+    if (mode == GUARD_MADV && !st.have_madv)
+        mode = GUARD_MPROTECT;
+    st.mode = mode;
+    long budget = mode == GUARD_MPROTECT ? vma_budget() : mode == GUARD_MADV ? LONG_MAX : 0;
+    if (max >= 0 && max < budget)
+        budget = max;
+    atomic_store(&st.budget, budget);
     return 0;
 }
 
@@ -137,7 +222,7 @@ void goro__stack_fini(void)
                     VALGRIND_STACK_DEREGISTER(r->vg_ids[j]);
             free(r->vg_ids);
         }
-        munmap(r->base, (size_t)r->nslots * st.stack_size);
+        munmap(r->base - st.page, (size_t)r->nslots * st.stack_size + st.page);
         size_t nwords = ((size_t)st.per_region + 63) / 64 * 8;
         goro__free_wiped(r->dirty, nwords);
         goro__free_wiped(r->clean, nwords);
@@ -156,11 +241,19 @@ static region *new_region(void)
     if (n == MAX_REGIONS)
         return NULL;
     size_t bytes = (size_t)st.per_region * st.stack_size;
-    char *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
+    char *map = mmap(NULL, bytes + st.page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED)
         return NULL;
-    madvise(base, bytes, MADV_NOHUGEPAGE);
+    char *base = map + st.page;
+    madvise(map, bytes + st.page, MADV_NOHUGEPAGE); /* all of it: one VMA */
+    /* The region guard, whatever the slots have: an overflow that runs off
+     * the bottom of the region faults here. */
+    if (!(st.have_madv && madvise(map, st.page, MADV_GUARD_INSTALL) == 0) &&
+        mprotect(map, st.page, PROT_NONE) != 0) {
+        munmap(map, bytes + st.page);
+        return NULL;
+    }
     region *r = calloc(1, sizeof *r);
     uint32_t nwords = (st.per_region + 63) / 64;
     if (r) {
@@ -181,7 +274,7 @@ static region *new_region(void)
             free(r->vg_ids);
             free(r);
         }
-        munmap(base, bytes);
+        munmap(map, bytes + st.page);
         return NULL;
     }
     r->base = base;
@@ -195,17 +288,22 @@ static region *new_region(void)
     return r;
 }
 
-/* Locked: take one slot out of `bits` (dirty or clean) of some region. */
-static bool take_from(bool dirty, uint32_t *ri, uint32_t *si)
+/* Locked: take one slot out of `bits` (dirty or clean) of some region.
+ * only_guarded: only a slot that has a guard page already (a clean slot that
+ * was in use before). */
+static bool take_from(bool dirty, bool only_guarded, uint32_t *ri, uint32_t *si)
 {
     uint32_t n = goro__load_relaxed(&st.nregions);
     for (uint32_t k = dirty ? st.hint : 0; k < n; k++) {
         region *r = st.regions[k];
         uint64_t *bits = dirty ? r->dirty : r->clean;
         for (uint32_t w = 0; w < r->nwords; w++) {
-            if (bits[w]) {
-                int b = __builtin_ctzll(bits[w]);
-                bits[w] &= bits[w] - 1;
+            uint64_t avail = bits[w];
+            if (only_guarded)
+                avail &= goro__load_relaxed(&r->guarded[w]) & ~goro__load_relaxed(&r->canary[w]);
+            if (avail) {
+                int b = __builtin_ctzll(avail);
+                bits[w] &= ~(1ull << b);
                 *ri = k;
                 *si = w * 64 + (uint32_t)b;
                 if (dirty) {
@@ -229,26 +327,52 @@ static goro__g *slot_g(region *r, uint32_t idx)
     return (goro__g *)(end - st.gsize);
 }
 
-/* First use of a slot by its new owner: guard it and describe it. */
-static goro__g *prepare_slot(uint32_t ri, uint32_t idx)
+static void announce_canary(void)
+{
+    if (st.mode == GUARD_NONE)
+        return; /* asked for with GORO_STACK_GUARD=canary */
+    char buf[400];
+    int n = snprintf(buf, sizeof buf,
+                     "goro: no guard page left for another goroutine stack (%ld stacks have one; "
+                     "the limit comes from vm.max_map_count or GORO_STACK_GUARD max=): further "
+                     "stacks get only a canary, and an overflow of one may corrupt another "
+                     "goroutine before it is reported (GORO_STACK_GUARD=strict refuses such "
+                     "stacks instead; see docs/stacks.md)\n",
+                     atomic_load(&st.nguarded));
+    if (n > 0)
+        goro__write_all(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* First use of a slot by its new owner: guard it (want_guard: refill
+ * reserved a guard for it) and describe it. NULL only in strict mode when
+ * the guard could not be installed: the slot then stays out of every free
+ * list. */
+static goro__g *prepare_slot(uint32_t ri, uint32_t idx, bool want_guard)
 {
     region *r = st.regions[ri];
     char *lo = r->base + (size_t)idx * st.stack_size;
     goro__g *g = slot_g(r, idx);
     uint64_t bit = 1ull << (idx % 64);
     if (!(goro__load_relaxed(&r->guarded[idx / 64]) & bit)) {
-        bool canary = false;
-        if (st.mode == GUARD_MADV) {
-            if (madvise(lo, st.guard, MADV_GUARD_INSTALL) != 0)
+        bool canary = !want_guard;
+        if (want_guard) {
+            int rc = st.mode == GUARD_MADV ? madvise(lo, st.guard, MADV_GUARD_INSTALL)
+                                           : mprotect(lo, st.guard, PROT_NONE);
+            if (rc != 0) {
                 canary = true;
-        } else if (atomic_fetch_sub(&st.mprotect_budget, 1) > 0) {
-            if (mprotect(lo, st.guard, PROT_NONE) != 0)
-                canary = true;
-        } else {
-            canary = true;
+                if (st.mode == GUARD_MPROTECT)
+                    atomic_store(&st.budget, 0); /* out of VMAs: stop trying */
+            }
         }
-        if (canary)
+        if (canary && st.strict)
+            return NULL;
+        if (canary) {
             atomic_fetch_or(&r->canary[idx / 64], bit);
+            if (atomic_fetch_add(&st.ncanary, 1) == 0)
+                announce_canary();
+        } else {
+            atomic_fetch_add(&st.nguarded, 1);
+        }
         if (r->vg_ids)
             r->vg_ids[idx] = VALGRIND_STACK_REGISTER(lo + st.guard, (char *)g);
         atomic_fetch_or(&r->guarded[idx / 64], bit);
@@ -270,28 +394,60 @@ static goro__g *prepare_slot(uint32_t ri, uint32_t idx)
 static uint32_t refill(goro__p *p)
 {
     uint32_t ri[REFILL], si[REFILL], n = 0;
+    bool guard[REFILL];
     goro__mutex_lock(&st.lock);
     while (n < REFILL) {
-        if (st.ndirty && take_from(true, &ri[n], &si[n])) {
-            n++;
+        if (st.ndirty && take_from(true, false, &ri[n], &si[n])) {
+            guard[n++] = false; /* described before: keeps what it has */
             continue;
         }
-        if (!st.nclean && !new_region())
+        /* Strict with no guard left: only slots that have one already. */
+        bool only_guarded = st.strict && atomic_load(&st.budget) <= 0;
+        if (!only_guarded && !st.nclean && !new_region())
             break;
-        if (!take_from(false, &ri[n], &si[n]))
+        if (!take_from(false, only_guarded, &ri[n], &si[n]))
             break;
+        region *r = st.regions[ri[n]];
+        uint64_t bit = 1ull << (si[n] % 64);
+        bool fresh = !(goro__load_relaxed(&r->guarded[si[n] / 64]) & bit);
+        long b = atomic_load(&st.budget);
+        guard[n] = fresh && b > 0;
+        if (guard[n] && b != LONG_MAX)
+            atomic_fetch_sub(&st.budget, 1);
+        if (fresh && !guard[n] && st.strict) { /* put it back; look again */
+            r->clean[si[n] / 64] |= bit;
+            st.nclean++;
+            continue;
+        }
         n++;
     }
     goro__mutex_unlock(&st.lock);
-    for (uint32_t i = 0; i < n; i++)
-        p->scache[p->nscache++] = prepare_slot(ri[i], si[i]);
-    return n;
+    uint32_t got = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        goro__g *g = prepare_slot(ri[i], si[i], guard[i]);
+        if (g) {
+            p->scache[p->nscache++] = g;
+            got++;
+        }
+    }
+    return got;
 }
 
 goro__g *goro__stack_alloc(goro__p *p)
 {
-    if (GORO__UNLIKELY(p->nscache == 0) && refill(p) == 0)
+    if (GORO__UNLIKELY(p->nscache == 0) && refill(p) == 0) {
+        if (st.strict) {
+            char buf[320];
+            int n = snprintf(buf, sizeof buf,
+                             "goro: GORO_STACK_GUARD=strict: no free goroutine stack has a guard "
+                             "page (%ld stacks have one; the limit comes from vm.max_map_count or "
+                             "max=) and strict mode hands out no stack without one\n",
+                             atomic_load(&st.nguarded));
+            if (n > 0)
+                goro__write_all(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        }
         return NULL;
+    }
     return p->scache[--p->nscache];
 }
 
@@ -386,7 +542,9 @@ void goro__stack_regions(goro__range_fn fn, void *arg)
     uint32_t n = goro__load_acquire(&st.nregions);
     for (uint32_t k = 0; k < n; k++) {
         region *r = st.regions[k];
-        fn((uintptr_t)r->base, (uintptr_t)r->base + (uintptr_t)r->nslots * st.stack_size, arg);
+        /* With the region's guard page: it must not be read as heap. */
+        fn((uintptr_t)r->base - st.page, (uintptr_t)r->base + (uintptr_t)r->nslots * st.stack_size,
+           arg);
     }
 }
 
@@ -419,6 +577,79 @@ goro__g *goro__stack_overflow_owner(uintptr_t addr)
     return NULL;
 }
 
+/* Async-signal-safe. The slot whose record is g, from the region table
+ * alone (g's own fields may have been overwritten): false if g is not the
+ * record of a slot. */
+static bool slot_of(const goro__g *g, uint32_t *ri, uint32_t *idx)
+{
+    uintptr_t a = (uintptr_t)g;
+    uint32_t n = goro__load_acquire(&st.nregions);
+    for (uint32_t k = 0; k < n; k++) {
+        region *r = st.regions[k];
+        uintptr_t base = (uintptr_t)r->base;
+        if (a < base || a >= base + (uintptr_t)r->nslots * st.stack_size)
+            continue;
+        uint32_t i = (uint32_t)((a - base) / st.stack_size);
+        if (slot_g(r, i) != g)
+            return false;
+        *ri = k;
+        *idx = i;
+        return true;
+    }
+    return false;
+}
+
+/* Async-signal-safe (the SIGSEGV handler). Which goroutine overflowed its
+ * stack, if the fault at addr, taken with stack pointer sp by the thread
+ * that was running cur (NULL: none), is a stack overflow:
+ *  - cur, if addr is in cur's guard page or lowest page, or if sp is below
+ *    cur's stack (in its guard page, in a slot below after a canary-only
+ *    stack ran over, or in the guard page below the region) but not
+ *    further down than a stack's size below the region;
+ *  - NULL if cur is on its stack and touched another stack's guard page:
+ *    a wild pointer, not an overflow;
+ *  - without cur (no goroutine on this thread): the owner of the guard page
+ *    or lowest page that addr is in, if any.
+ * Bounds come from the region table, not from cur's record (an overflow of
+ * another stack may have overwritten it). The caller has ruled out that sp
+ * is on the thread's own stack or the signal stack (goro_blocking runs C
+ * code there while cur is set). */
+goro__g *goro__stack_fault_culprit(goro__g *cur, uintptr_t sp, uintptr_t addr)
+{
+    goro__g *owner = goro__stack_overflow_owner(addr);
+    uint32_t ri, idx;
+    if (!cur || !slot_of(cur, &ri, &idx))
+        return cur ? NULL : owner;
+    if (owner == cur)
+        return cur;
+    uintptr_t base = (uintptr_t)st.regions[ri]->base;
+    uintptr_t lo = base + (uintptr_t)idx * st.stack_size + st.guard;
+    uintptr_t floor = base > st.page + st.stack_size ? base - st.page - st.stack_size : 0;
+    return sp < lo && sp >= floor ? cur : NULL;
+}
+
+/* Async-signal-safe (the SIGSEGV handler, after a fault that is not an
+ * overflow of the faulting goroutine): a goroutine running on some thread
+ * whose canary-only stack has its canary overwritten, or NULL. Such a
+ * goroutine is overflowing now, and the fault is likely damage it did to a
+ * neighbouring stack or record. Only the region table is trusted. */
+GORO__NO_SANITIZE goro__g *goro__stack_overrun_running(void)
+{
+    for (goro__m *m = goro__sched_.allm; m; m = m->alllink) {
+        goro__g *g = *(goro__g *volatile *)&m->curg;
+        uint32_t ri, idx;
+        if (!g || !slot_of(g, &ri, &idx))
+            continue;
+        region *r = st.regions[ri];
+        if (!(goro__load_relaxed(&r->canary[idx / 64]) & (1ull << (idx % 64))))
+            continue; /* guarded: it faults in its own guard page first */
+        uintptr_t lo = (uintptr_t)r->base + (uintptr_t)idx * st.stack_size + st.guard;
+        if (*(volatile uint64_t *)lo != CANARY)
+            return g;
+    }
+    return NULL;
+}
+
 
 static size_t fmt_u64(char *buf, uint64_t v)
 {
@@ -440,10 +671,11 @@ static size_t append(char *buf, size_t at, size_t cap, const char *s)
     return at;
 }
 
-/* Async-signal-safe: called from the SIGSEGV handler. */
+/* Async-signal-safe: called from the SIGSEGV handler and from the switch
+ * that found a canary overwritten. */
 void goro__stack_overflow_report(goro__g *g)
 {
-    char buf[512], num[24];
+    char buf[768], num[24];
     size_t n = 0, cap = sizeof buf;
     n = append(buf, n, cap, "goroutine ");
     num[fmt_u64(num, g->base.id)] = 0;
@@ -472,7 +704,13 @@ void goro__stack_overflow_report(goro__g *g)
     n = append(buf, n, cap, ") overflowed its stack of ");
     num[fmt_u64(num, (uint64_t)(g->stack_hi - g->stack_lo))] = 0;
     n = append(buf, n, cap, num);
-    n = append(buf, n, cap, " bytes\nfatal error: stack overflow\n");
+    n = append(buf, n, cap, " bytes\n");
+    if (g->stack_canary)
+        n = append(buf, n, cap,
+                   "goro: this stack had no guard page, only a canary (see docs/stacks.md): "
+                   "the memory below it, other goroutines' stacks and records, may have been "
+                   "overwritten\n");
+    n = append(buf, n, cap, "fatal error: stack overflow\n");
     goro__write_all(2, buf, n);
     _exit(2);
 }

@@ -262,7 +262,9 @@ typedef struct goro_spawn_opts {
 /* Start a new goroutine running fn(arg). The goroutine records its parent,
  * the creation site and a short creation stack (for dumps, profiles and leak
  * reports). It starts running at some later point, on any thread; spawn
- * never waits for it. If id is not NULL the new goroutine's id is stored
+ * never waits for it. Goroutines spawned by one goroutine are queued in
+ * spawn order (Go runs the newest one next; neither order is a guarantee
+ * across processors). If id is not NULL the new goroutine's id is stored
  * there. Ownership of arg passes to the goroutine as far as goro is
  * concerned (goro never touches it).
  *

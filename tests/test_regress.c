@@ -364,6 +364,69 @@ static void tw_main(void *arg)
     free(r);
 }
 
+/* The same window, made deterministic on one processor: A times out while
+ * C runs without a scheduling point; C's yield fires A's timer (A is claimed
+ * and queued behind main); main's trysend then meets A's stale entry and
+ * drops the last reference before A runs again. */
+typedef struct {
+    goro_chan *c;
+    int64_t deadline;
+    atomic_long a_done, a_rc, ok;
+} tw1_state;
+
+static void tw1_waiter(void *arg)
+{
+    tw1_state *s = arg;
+    int v;
+    atomic_store(&s->a_rc, goro_chan_recv_until(s->c, &v, NULL, s->deadline));
+    atomic_store(&s->a_done, 1);
+}
+
+static void tw1_spinner(void *arg)
+{
+    tw1_state *s = arg;
+    while (goro_now() < s->deadline + 50 * US) {
+    } /* A's timer is due but unfired */
+    goro_yield();
+}
+
+static void tw1_main(void *arg)
+{
+    long *res = arg;
+    tw1_state *s = calloc(1, sizeof *s);
+    for (int i = 0; i < 200; i++) {
+        memset(s, 0, sizeof *s);
+        goro_chan_make(&s->c, sizeof(int), 0);
+        s->deadline = goro_now() + 300 * US;
+        goro_go(tw1_waiter, s);
+        goro_go(tw1_spinner, s);
+        goro_yield(); /* A parks, C spins and yields, A's timer fires */
+        int v = 1;
+        int rc = goro_chan_trysend(s->c, &v);
+        goro_chan_release(s->c); /* A holds no reference */
+        while (!atomic_load(&s->a_done))
+            goro_yield();
+        if (rc == -EAGAIN && atomic_load(&s->a_rc) == -ETIMEDOUT)
+            res[0]++;
+        else if (rc == 0 && atomic_load(&s->a_rc) == 0)
+            res[1]++;
+        else
+            res[2]++;
+    }
+    free(s);
+}
+
+static void test_timed_wait_stale_entry_1proc(void **st)
+{
+    (void)st;
+    long res[3] = {0, 0, 0};
+    goro_options o = gt_opts(1);
+    assert_rc(gt_run("timed wait stale entry (1 proc)", tw1_main, res, &o, 60), 0);
+    print_message("timed out %ld, received %ld, inconsistent %ld\n", res[0], res[1], res[2]);
+    assert_int_equal(res[2], 0);
+    assert_int_equal(res[0] + res[1], 200);
+}
+
 static void test_timed_wait_stale_entry_freed(void **st)
 {
     (void)st;
@@ -815,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_cond_relock),
         cmocka_unit_test(test_select_waker_drops_last_ref),
         cmocka_unit_test(test_timed_wait_stale_entry_freed),
+        cmocka_unit_test(test_timed_wait_stale_entry_1proc),
         cmocka_unit_test(test_ctx_deadline_while_parking),
         cmocka_unit_test(test_ctx_outside_runtime),
         cmocka_unit_test(test_foreign_thread_waker),

@@ -49,9 +49,7 @@ goro_chan *goro_chan_retain(goro_chan *c)
     return c;
 }
 
-void goro_chan_release(goro_chan *c) { goro__chan_unref(c); }
-
-void goro__chan_unref(goro_chan *c)
+void goro_chan_release(goro_chan *c)
 {
     if (!c)
         return;
@@ -69,8 +67,6 @@ void goro__chan_unref(goro_chan *c)
     if (!waiters)
         free(c);
 }
-
-void goro__chan_waiter_unref(goro__waiter *w) { goro__chan_unref((goro_chan *)w->obj); }
 
 void goro__chan_waiter_drop(goro__waiter *w)
 {
@@ -116,14 +112,7 @@ static int32_t chan_wait(goro_chan *c, goro__waitq *q, void *elem, unsigned reas
     me.t = 0;
     me.ok = 0;
     me.solo = deadline == GORO_NO_DEADLINE;
-    if (me.solo) {
-        me.drop = goro__chan_waiter_drop;
-    } else {
-        /* A timed waiter may have to lock c after waking: it holds a
-         * reference until then (chan_internal.h). */
-        goro__chan_ref_locked(c);
-        me.drop = goro__chan_waiter_unref;
-    }
+    me.drop = goro__chan_waiter_drop;
     goro__waitq_push(q, &me);
     g->waiting = &me;
     g->nwaiting = 1;
@@ -134,16 +123,18 @@ static int32_t chan_wait(goro_chan *c, goro__waitq *q, void *elem, unsigned reas
     g->nwaiting = 0;
     GORO__CHAOS(GORO__CH_WAKE);
     if (wake == GORO__WAKE_TIMEOUT) {
+        /* Our waiter is still queued (nobody else removes a waiter it
+         * cannot claim), so c is alive: a zombie at worst (chan_internal.h). */
         goro__spin_lock(&c->lock);
         if (me.q)
             goro__waitq_remove(q, &me);
+        bool done = goro__chan_zombie_done(c);
         goro__spin_unlock(&c->lock);
-        goro__chan_unref(c);
+        if (done)
+            free(c);
         return -ETIMEDOUT;
     }
-    *ok = me.ok;
-    if (!me.solo)
-        goro__chan_unref(c);
+    *ok = me.ok; /* the waker unqueued us: c is not touched again */
     return 0;
 }
 

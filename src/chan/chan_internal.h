@@ -8,26 +8,24 @@
  * receivers are goro__waiter records on their own stacks, queued FIFO on
  * sendq/recvq.
  *
- * Lifetime: `refs` counts references. The rule goro.h promises - a
- * goroutine blocked on a channel keeps it alive - must hold until the
- * goroutine is completely done with the channel, not only while its waiter
- * is queued: a woken goroutine that still has to lock the channel (select
- * unqueueing its other cases, a timed wait removing its entry after the
- * timeout) would otherwise race with a waker, or a sender dropping the
- * stale entry, that then releases the last reference and frees it.
- * Two kinds of waiter:
- *  - "solo" waiters (plain send/recv without a deadline) are removed only
- *    by their waker, under the lock, and never touch the channel after
- *    waking. They take no reference (the common blocking path stays free of
- *    extra atomics). A channel whose last reference is dropped while solo
- *    waiters are queued becomes a zombie; nobody can wake them any more (a
- *    wake needs a reference), so they leave only at runtime teardown, whose
- *    last one frees it (goro__chan_waiter_drop).
- *  - every other waiter (select, timed waits, a socket wait's context
- *    channel) takes a reference under the lock before it is queued and
- *    drops it after its last unlock of the channel (goro__chan_unref), so
- *    the channel outlives every touch. Only solo waiters can be queued on a
- *    zombie.
+ * Lifetime: `refs` counts the users' references. The rule goro.h promises -
+ * a goroutine blocked on a channel keeps it alive until its call returns -
+ * rests on two invariants, so that blocking costs no reference atomics:
+ *  (1) a channel whose last reference is dropped while waiters are queued
+ *      on it becomes a zombie instead of being freed; whoever removes the
+ *      last waiter from a zombie frees it;
+ *  (2) a waiter leaves its queue only through its own goroutine or through
+ *      the waker that claims it. A waker that meets a waiter it cannot
+ *      claim (already woken by a timeout or another select case) skips it
+ *      and leaves it queued (goro__chan_dequeue).
+ * A woken goroutine that still has to lock a channel - select unqueueing
+ * its other cases, a timed wait removing its entry after the timeout -
+ * therefore always finds its own waiter still queued there, and (1) keeps
+ * the channel alive; the channel of the winning case, whose waiter the
+ * waker removed, it does not touch again. (Before (2), a sender dropping a
+ * stale entry and then the last reference freed the channel under the
+ * timed-out goroutine.) Nobody can wake a zombie's waiters (that needs a
+ * reference), so they leave only on a timeout or at runtime teardown.
  */
 #ifndef GORO_CHAN_INTERNAL_H
 #define GORO_CHAN_INTERNAL_H
@@ -75,19 +73,24 @@ static inline void goro__elem_copy(void *dst, const void *src, uint32_t size)
     }
 }
 
-/* Locked: pop the first waiter of q whose goroutine can still be claimed;
- * waiters whose goroutine was already woken by something else (a timeout,
- * another select case) are dropped on the way. */
+/* Locked: claim and unqueue the first waiter of q whose goroutine can still
+ * be claimed. Waiters whose goroutine was already woken by something else
+ * (a timeout, another select case) stay queued for their owner to remove
+ * (invariant (2) above). */
 static inline __attribute__((always_inline)) goro__waiter *goro__chan_dequeue(goro__waitq *q)
 {
-    for (;;) {
-        goro__waiter *w = q->head;
-        if (!w)
-            return NULL;
-        goro__waitq_remove(q, w);
-        if (goro__claim_waiter(w, w->index))
+    goro__waiter *first = q->head;
+    if (!first)
+        return NULL;
+    goro__waiter *w = first;
+    do {
+        if (goro__claim_waiter(w, w->index)) {
+            goro__waitq_remove(q, w);
             return w;
-    }
+        }
+        w = w->next;
+    } while (w != first);
+    return NULL;
 }
 
 /* Locked: true if c is a zombie with nobody left on it (free it after
@@ -97,21 +100,9 @@ static inline bool goro__chan_zombie_done(const goro_chan *c)
     return c->zombie && !c->recvq.head && !c->sendq.head;
 }
 
-/* The teardown hooks of a channel waiter (already unqueued): for a solo
- * waiter, free a zombie channel it was the last waiter of; for a waiter that
- * holds a reference, drop it. */
+/* The teardown hook of a channel waiter (already unqueued): free a zombie
+ * channel it was the last waiter of. */
 void goro__chan_waiter_drop(goro__waiter *w);
-void goro__chan_waiter_unref(goro__waiter *w);
-
-/* Locked: take the reference of a non-solo waiter (the caller holds a
- * reference or the lock of a live channel, so this is never the first). */
-static inline void goro__chan_ref_locked(goro_chan *c)
-{
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
-
-/* Drop a waiter's reference after the last unlock (may free c). */
-void goro__chan_unref(goro_chan *c);
 
 /* Locked by the caller: try to complete a send of elem on c without
  * blocking. Returns 1 if done (*woken = receiver to ready after unlocking,

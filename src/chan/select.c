@@ -12,18 +12,20 @@
  *     proceed, unlock, done;
  *  3. otherwise (blocking) enqueue one waiter per case, all on this stack,
  *     in poll order (so several cases on one channel are served in random
- *     order, not always the lowest index), take one channel reference per
- *     waiter, and park; the commit hook releases the channel locks once we
+ *     order, not always the lowest index), and park; the commit hook releases the channel locks once we
  *     are off the CPU. The first waker wins the claim (sched.h) and records
  *     the case index; other wakers skip our stale waiters;
- *  4. on waking, lock every channel again, unqueue the waiters that are
- *     still queued, unlock, and only then drop the references.
+ *  4. on waking, lock every channel again except the winning case's (see
+ *     below), unqueue our waiters that are still queued, and free a zombie
+ *     channel we were the last waiter of.
  * Race windows and what closes them:
  *  - a waker on another thread is still unlocking when we run: step 4
  *    relocks every channel before the waiter records (on our stack) go away;
- *  - the waker (or a sender dropping a stale waiter of ours) releases the
- *    last user reference right after waking us: our own references keep
- *    every channel alive until step 4 is over (chan_internal.h);
+ *  - the waker releases the last reference right after waking us: we do
+ *    not touch the winning channel again (its waiter is gone), and every
+ *    other channel still has our waiter queued - nobody but its owner
+ *    removes a waiter it cannot claim - so it is alive, a zombie at worst
+ *    (chan_internal.h);
  *  - two wakers race for us: the claim CAS picks one; the loser's case
  *    stays untouched (its element is not consumed).
  */
@@ -65,6 +67,31 @@ static inline __attribute__((always_inline)) void sel_unlock(const sel *s)
         last = c;
     }
     goro__spin_unlock(&last->lock);
+}
+
+/* The relock after waking: every channel except `skip` (the winning case's
+ * channel when none of our other waiters is on it: the waker unqueued us
+ * there and may already have freed it). */
+static inline __attribute__((always_inline)) void sel_lock_except(const sel *s, const goro_chan *skip)
+{
+    goro_chan *last = NULL;
+    for (uint32_t i = 0; i < s->n; i++) {
+        goro_chan *c = s->cases[s->lockorder[i]].ch;
+        if (c != last && c != skip)
+            goro__spin_lock(&c->lock);
+        last = c;
+    }
+}
+
+static inline __attribute__((always_inline)) void sel_unlock_except(const sel *s, const goro_chan *skip)
+{
+    goro_chan *last = NULL;
+    for (uint32_t i = s->n; i-- > 0;) {
+        goro_chan *c = s->cases[s->lockorder[i]].ch;
+        if (c != last && c != skip)
+            goro__spin_unlock(&c->lock);
+        last = c;
+    }
 }
 
 static void sel_commit(void *arg) { sel_unlock(arg); }
@@ -237,8 +264,7 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         w->t = 0;
         w->ok = 0;
         w->solo = 0;
-        w->drop = goro__chan_waiter_unref;
-        goro__chan_ref_locked(cs->ch);
+        w->drop = goro__chan_waiter_drop;
         goro__waitq_push(cs->op == GORO_SELECT_RECV ? &cs->ch->recvq : &cs->ch->sendq, w);
     }
     g->waiting = ws;
@@ -249,19 +275,40 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
     g->waiting = NULL;
     g->nwaiting = 0;
     GORO__CHAOS(GORO__CH_SELECT);
-    sel_lock(&s);
+    /* The winning case's waiter was unqueued by its waker, who may free that
+     * channel at once; all our other waiters are still queued (nobody but
+     * us removes a waiter it cannot claim), so their channels are alive. */
+    goro_chan *skip = NULL;
     bool chosen_ok = false;
-    for (uint32_t k = 0; k < nw; k++) {
-        if (ws[k].q)
-            goro__waitq_remove(ws[k].q, &ws[k]);
-        if (ws[k].index == wake)
-            chosen_ok = ws[k].ok;
+    if (wake >= 0) {
+        skip = cases[wake].ch;
+        for (uint32_t k = 0; k < nw; k++) {
+            if (ws[k].index == wake)
+                chosen_ok = ws[k].ok;
+            else if (ws[k].obj == skip)
+                skip = NULL; /* another of our waiters keeps it alive */
+        }
     }
-    sel_unlock(&s);
-    GORO__CHAOS(GORO__CH_SELECT);
-    /* Our references kept every channel alive up to here. */
+    sel_lock_except(&s, skip);
     for (uint32_t k = 0; k < nw; k++)
-        goro__chan_unref((goro_chan *)ws[k].obj);
+        if (ws[k].index != wake && ws[k].q)
+            goro__waitq_remove(ws[k].q, &ws[k]);
+    /* Zombie channels we were the last waiter of. */
+    bool any_done = false;
+    for (uint32_t k = 0; k < nlock; k++) {
+        goro_chan *c = cases[lockorder[k]].ch;
+        if (c != skip && (k == 0 || cases[lockorder[k - 1]].ch != c) &&
+            goro__chan_zombie_done(c)) {
+            ws[k].arg = 1; /* ws[k] is reused as a mark for lockorder[k] */
+            any_done = true;
+        }
+    }
+    sel_unlock_except(&s, skip);
+    GORO__CHAOS(GORO__CH_SELECT);
+    if (any_done)
+        for (uint32_t k = 0; k < nlock; k++)
+            if (ws[k].arg)
+                free(cases[lockorder[k]].ch);
     if (wake >= 0) {
         cases[wake].ok = chosen_ok;
         result = wake;

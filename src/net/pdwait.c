@@ -7,11 +7,11 @@
  * one on the context's done channel (wake value 1), then parks with the
  * deadline as its timer. Whoever claims it first wins (sched.h); on waking
  * it unqueues whatever is still queued. Lock order: pd lock, then the done
- * channel's lock (closing a channel never takes a pd lock). The done-channel
- * waiter holds a channel reference until that last unlock (the canceller
- * may drop the context's last reference right after closing it); the poll
- * descriptor stays alive through the connection reference the I/O call
- * holds (net.c).
+ * channel's lock (closing a channel never takes a pd lock). The done channel
+ * stays alive through the context, which the caller must hold for the
+ * duration of the call; a stale waiter on it is removed only by us
+ * (chan_internal.h). The poll descriptor stays alive through the
+ * connection reference the I/O call holds (net.c).
  */
 #define GORO__LOCK_RANK GORO__RANK_PD /* lock.h */
 #include "chan/chan_internal.h"
@@ -84,8 +84,7 @@ int goro__pd_wait(goro__pd *pd, int mode, int64_t deadline, goro_ctx *ctx, void 
         }
         w[1].lock = &done->lock;
         w[1].obj = done;
-        w[1].drop = goro__chan_waiter_unref;
-        goro__chan_ref_locked(done); /* kept until our last unlock below */
+        w[1].drop = goro__chan_waiter_drop;
         goro__waitq_push(&done->recvq, &w[1]);
     }
     g->waiting = w;
@@ -107,7 +106,6 @@ int goro__pd_wait(goro__pd *pd, int mode, int64_t deadline, goro_ctx *ctx, void 
         goro__spin_unlock(&done->lock);
     }
     goro__spin_unlock(&pd->lock);
-    goro__chan_unref(done);
     switch (wake) {
     case 0:
         return 0;

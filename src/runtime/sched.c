@@ -484,18 +484,25 @@ static void startm(goro__p *p, bool spinning)
  * satisfied before its store is visible (x86 store buffer; weaker still on
  * arm64): both sides then miss each other and the work waits for the next
  * scheduling point of its P instead of an idle thread. The fence closes it. */
-void goro__wakep(void)
+GORO__NOINLINE static void wakep_slow(void)
 {
-    GORO__CHAOS(GORO__CH_WAKEP);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (goro__load_acquire(&S.npidle) == 0)
-        return;
     uint32_t zero = 0;
-    if (goro__load_relaxed(&S.nmspinning) != 0 ||
-        !atomic_compare_exchange_strong_explicit(&S.nmspinning, &zero, 1, memory_order_acq_rel,
+    if (!atomic_compare_exchange_strong_explicit(&S.nmspinning, &zero, 1, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return;
     startm(NULL, true);
+}
+
+void goro__wakep(void)
+{
+    GORO__CHAOS(GORO__CH_WAKEP);
+    /* Holding the only P: there is no idle P to hand work to. */
+    if (S.nprocs == 1 && goro__curp())
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (goro__load_acquire(&S.npidle) == 0 || goro__load_relaxed(&S.nmspinning) != 0)
+        return;
+    wakep_slow();
 }
 
 /* Sleep until some thread hands us a P (or shutdown). */
@@ -808,13 +815,12 @@ void goro__ready_slow(goro__g *g, bool next)
         goro__wakep();
 }
 
+/* Spawn order is FIFO (the run queue's tail), not Go's newest-first
+ * runnext: see docs/concurrency.md, "Spawn order", for the measurement and
+ * the reasons. */
 void goro__ready_new(goro__gbase *gb)
 {
-#ifdef GORO_SPAWN_RUNNEXT_EXPERIMENT
-    runqput(goro__getm()->p, gb, true);
-#else
     runqput(goro__getm()->p, gb, false);
-#endif
     goro__wakep();
 }
 

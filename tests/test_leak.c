@@ -239,11 +239,18 @@ static void test_find_basics(void **st)
 /* The retry budget                                                            */
 /* ------------------------------------------------------------------------- */
 
+#define RT_LOOKS 5 /* looks without retry: the median of their times counts */
+
 typedef struct rt_state {
     atomic_int finished;
+    atomic_int release; /* lk_finish_on_release: finish now */
     int rc[4];
     goro_leak_report *rep[4];
     int64_t elapsed[4];
+    /* The looks without retry after the first (rep[1], elapsed[1]). */
+    int look_rc[RT_LOOKS];
+    size_t look_count[RT_LOOKS];
+    int64_t look_ns[RT_LOOKS];
     bool finished_ok;
 } rt_state;
 
@@ -254,26 +261,58 @@ NOINLINE static void lk_finish_later(void *arg)
     atomic_fetch_add(&s->finished, 1);
 }
 
+/* Alive until released (bounded): the looks that must still see it do not
+ * depend on how fast they run. */
+NOINLINE static void lk_finish_on_release(void *arg)
+{
+    rt_state *s = arg;
+    int64_t end = goro_now() + gt_slow(10 * GORO_SECOND);
+    while (!atomic_load(&s->release) && goro_now() < end)
+        goro_sleep(MS);
+    atomic_fetch_add(&s->finished, 1);
+}
+
+static bool wait_finished(rt_state *s, int want)
+{
+    int64_t end = goro_now() + gt_slow(2 * GORO_SECOND);
+    while (atomic_load(&s->finished) < want && goro_now() < end)
+        goro_sleep(MS);
+    return atomic_load(&s->finished) >= want;
+}
+
 static void rt_main(void *arg)
 {
     rt_state *s = arg;
-    const goro_leak_opts variants[3] = {
-        {0},                   /* defaults: 20 retries, 2 s */
-        {.retries = -1},       /* no retry */
-        {.max_wait = 10 * MS}, /* too short a budget */
-    };
-    for (int i = 0; i < 3; i++) {
-        int before = atomic_load(&s->finished);
-        goro_go_named(lk_finish_later, s, "finisher");
-        int64_t t0 = goro_now();
-        s->rc[i] = goro_leak_find(&variants[i], &s->rep[i]);
-        s->elapsed[i] = goro_now() - t0;
-        /* Let this one end before the next look. */
-        int64_t end = goro_now() + gt_slow(2 * GORO_SECOND);
-        while (atomic_load(&s->finished) == before && goro_now() < end)
-            goro_sleep(MS);
+    /* Defaults (20 retries, 2 s): a goroutine that ends 50 ms after it
+     * started is waited for. The clock starts before the spawn, so the
+     * look cannot take less than those 50 ms. */
+    int64_t t0 = goro_now();
+    goro_go_named(lk_finish_later, s, "finisher");
+    s->rc[0] = goro_leak_find(&(goro_leak_opts){0}, &s->rep[0]);
+    s->elapsed[0] = goro_now() - t0;
+    bool ok = wait_finished(s, 1);
+    /* No retry, and a 10 ms budget: a goroutine that stays is reported. */
+    goro_go_named(lk_finish_on_release, s, "finisher");
+    for (int i = 0; i < RT_LOOKS; i++) {
+        goro_leak_report *r = NULL;
+        t0 = goro_now();
+        s->look_rc[i] = goro_leak_find(&(goro_leak_opts){.retries = -1}, &r);
+        s->look_ns[i] = goro_now() - t0;
+        s->look_count[i] = r ? r->count : 0;
+        if (i == 0) {
+            s->rc[1] = s->look_rc[0];
+            s->rep[1] = r;
+        } else {
+            goro_leak_report_free(r);
+        }
     }
-    s->finished_ok = gt_wait_num_goroutines(1, gt_slow(2 * GORO_SECOND));
+    s->elapsed[1] = gt_median_i64(s->look_ns, RT_LOOKS);
+    t0 = goro_now();
+    s->rc[2] = goro_leak_find(&(goro_leak_opts){.max_wait = 10 * MS}, &s->rep[2]);
+    s->elapsed[2] = goro_now() - t0;
+    atomic_store(&s->release, 1);
+    ok = wait_finished(s, 2) && ok;
+    s->finished_ok = gt_wait_num_goroutines(1, gt_slow(2 * GORO_SECOND)) && ok;
     s->rc[3] = goro_leak_find(&(goro_leak_opts){.retries = -1}, &s->rep[3]);
 }
 
@@ -284,12 +323,16 @@ static void test_find_retries(void **st)
     memset(&s, 0, sizeof s);
     goro_options o = gt_opts(2);
     assert_rc(gt_run("leak find retries", rt_main, &s, &o, 30), 0);
-    fprintf(stderr, "retry budget: default %.1f ms, none %.1f ms, max_wait=10ms %.1f ms\n",
-            s.elapsed[0] / 1e6, s.elapsed[1] / 1e6, s.elapsed[2] / 1e6);
+    fprintf(stderr, "retry budget: default %.1f ms, none %.1f ms (median of %d), max_wait=10ms %.1f ms\n",
+            s.elapsed[0] / 1e6, s.elapsed[1] / 1e6, RT_LOOKS, s.elapsed[2] / 1e6);
     assert_true(s.finished_ok);
-    assert_int_equal(atomic_load(&s.finished), 3);
+    assert_int_equal(atomic_load(&s.finished), 2);
     for (int i = 0; i < 4; i++)
         assert_rc(s.rc[i], 0);
+    for (int i = 0; i < RT_LOOKS; i++) {
+        assert_rc(s.look_rc[i], 0);
+        assert_int_equal(s.look_count[i], 1);
+    }
     /* Default budget: the goroutine finished while goro_leak_find retried,
      * and the check returned soon after it did (not at the end of 2 s). */
     assert_null(s.rep[0]);
@@ -304,7 +347,11 @@ static void test_find_retries(void **st)
         assert_non_null(strstr(s.rep[i]->message, "\"finisher\""));
         goro_leak_report_free(s.rep[i]);
     }
-    assert_true(s.elapsed[1] < 40 * MS);
+    /* Without retries a look returns at once; with the default budget the
+     * same look of a goroutine that stays would take over 400 ms (20
+     * retries, 1 us doubling up to 100 ms). */
+    assert_true_msg(s.elapsed[1] < 150 * MS, "a look without retry took %.1f ms (median)",
+                    s.elapsed[1] / 1e6);
     assert_true(s.elapsed[2] >= 9 * MS);
     assert_null(s.rep[3]);
 }

@@ -303,9 +303,43 @@ static void finish(void)
     cx.left = goro_num_goroutines();
 }
 
-/* Wait until n goroutines are about to make their long wait, then give
- * them time to park. */
-static bool wait_parked(int n)
+/* How many goroutines of a case wait on primitives without a deadline. */
+static size_t judged_of(const expect *ex, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++)
+        j += ex[i].judged;
+    return j;
+}
+
+/* Until the scan counts at least `judged` goroutines blocked on primitives
+ * without a deadline (stats.blocked), or the timeout. Without a report
+ * (NULL): a scan leaves nothing behind that could hide a leak from the next
+ * one (test_repeated_scans checks that), unlike polling goroutine states
+ * with goro_leak_find. False on timeout. */
+NOINLINE static bool wait_judged(size_t judged, int64_t timeout, size_t *seen)
+{
+    int64_t end = goro_now() + timeout;
+    for (;;) {
+        goro_leak_scan_stats st;
+        int rc = goro_leak_scan(NULL, &st);
+        *seen = st.blocked;
+        /* Other errors than "a thread could not be stopped": let the real
+         * scan meet them and report them. */
+        if ((rc != 0 && rc != -EAGAIN) || (rc == 0 && st.blocked >= judged))
+            return true;
+        if (goro_now() >= end)
+            return false;
+        goro_sleep(MS);
+    }
+}
+
+/* Wait until n goroutines are about to make their long wait (PARK()), then
+ * until the `judged` among them that block on primitives without a
+ * deadline have parked: PARK() comes right before the wait, so the last
+ * ones may still be on their way, and no fixed sleep is long enough on a
+ * loaded machine. */
+static bool wait_parked(int n, size_t judged)
 {
     int64_t end = goro_now() + gt_slow(5 * GORO_SECOND);
     while (atomic_load(&cx.parked) < n && goro_now() < end)
@@ -315,7 +349,12 @@ static bool wait_parked(int n)
                  atomic_load(&cx.parked), n);
         return false;
     }
-    goro_sleep(20 * MS);
+    size_t seen = 0;
+    if (!wait_judged(judged, gt_slow(5 * GORO_SECOND), &seen)) {
+        snprintf(cx.pre_err, sizeof cx.pre_err,
+                 "only %zu of %zu goroutines parked on their primitive", seen, judged);
+        return false;
+    }
     return true;
 }
 
@@ -344,7 +383,7 @@ static void generic_main(void *arg)
 {
     const kase *k = arg;
     k->setup();
-    cx.pre_ok = wait_parked((int)k->nex);
+    cx.pre_ok = wait_parked((int)k->nex, judged_of(k->ex, k->nex));
     scrub_stack();
     do_scan();
     post_check(k->ex, k->nex);
@@ -622,7 +661,7 @@ static void chain_main(void *arg)
         register uintptr_t pinned __asm__("rbx") = (uintptr_t)start_chain("reg_g1", "reg_g2");
         __asm__ volatile("" : "+r"(pinned));
         goro_go_named(wg_wait_arg, &wg, "reg_wg");
-        cx.pre_ok = wait_parked((int)k->nex);
+        cx.pre_ok = wait_parked((int)k->nex, judged_of(k->ex, k->nex));
         atomic_store(&cx.h[H_CH2], 0); /* G2 has its own reference now */
         scrub_stack();
         __asm__ volatile("" : "+r"(pinned));
@@ -635,7 +674,7 @@ static void chain_main(void *arg)
         goro_chan *volatile slot = start_chain(k->variant ? "reg_g1" : "frame_g1",
                                                k->variant ? "reg_g2" : "frame_g2");
         goro_go_named(wg_wait_arg, &wg, k->variant ? "reg_wg" : "frame_wg");
-        cx.pre_ok = wait_parked((int)k->nex);
+        cx.pre_ok = wait_parked((int)k->nex, judged_of(k->ex, k->nex));
         atomic_store(&cx.h[H_CH2], 0);
         scrub_stack();
         cx.rc = goro_leak_scan(&r, &cx.st);
@@ -1307,7 +1346,7 @@ NOINLINE static void setup_newborn(void)
     if (goro_chan_make(&ch, 0, 0) != 0)
         return;
     goro_go_named(recv_owned, goro_chan_retain(ch), "nb_waiter");
-    cx.pre_ok = wait_parked(1);
+    cx.pre_ok = wait_parked(1, 1);
     /* With one processor and no scheduling point before the scan, the
      * holder is still a newborn when the scan looks. */
     goro_go_named(nb_holder, ch, "nb_holder");
@@ -1533,7 +1572,10 @@ static void server_main(void *arg)
     cx.srv_expected = atomic_load(&srv.parked);
     scrub_stack();
     do_scan();
-    goro_sleep(20 * MS);
+    /* The clients go on after the scan: wait for more requests (bounded)
+     * instead of sampling after a fixed 20 ms, which on a loaded machine
+     * may have seen none. */
+    wait_long(&srv.requests, srv_req_at_scan + 1, gt_slow(5 * GORO_SECOND));
     srv_req_after_scan = atomic_load(&srv.requests);
     srv_parked_after = atomic_load(&srv.parked);
 
@@ -1682,7 +1724,7 @@ static void restart_main(void *arg)
 {
     (void)arg;
     setup_story();
-    cx.pre_ok = wait_parked(1);
+    cx.pre_ok = wait_parked(1, judged_of(ex_story, 1));
     scrub_stack();
     do_scan();
     cleanup_story();
@@ -1942,7 +1984,7 @@ static void test_case_server(void **st)
         double pct = r.srv_expected ? 100.0 * (double)story / (double)r.srv_expected : 0;
         fprintf(stderr,
                 "case 13  run %d: %ld leaked goroutines parked before the scan, %zu found "
-                "(%.1f%%), %zu others reported; %ld requests at the scan, %ld 20 ms later; "
+                "(%.1f%%), %zu others reported; %ld requests at the scan, %ld after it; "
                 "judged %zu of %zu goroutines, pause %.2f ms, total %.2f ms\n",
                 run + 1, r.srv_expected, story, pct, other, r.srv_req_at, r.srv_req_after,
                 cx.st.blocked, cx.st.goroutines, cx.st.pause_ns / 1e6, cx.st.total_ns / 1e6);
@@ -2035,6 +2077,7 @@ typedef struct tm_state {
     atomic_long parked;
     bool ready, cleaned;
     int rc_spawn;
+    bool settled;
     goro_leak_scan_stats st;
     int rc;
     size_t nrep;
@@ -2075,7 +2118,11 @@ static void tm_main(void *arg)
     }
     s->ready = wait_long(&s->parked, (long)s->n, gt_slow(60 * GORO_SECOND));
     s->spawn_ns = goro_now() - t0;
-    goro_sleep(50 * MS); /* let the last ones park */
+    /* The count comes right before each receive: the last ones may still
+     * be on their way. */
+    size_t seen = 0;
+    if (s->ready)
+        s->settled = wait_judged(s->n, gt_slow(30 * GORO_SECOND), &seen);
     tm_scan(s);
     goro_chan_close(lks_timing_ch);
     s->cleaned = gt_wait_num_goroutines(1, gt_slow(60 * GORO_SECOND));
@@ -2100,6 +2147,7 @@ static void test_scan_timing(void **st)
     assert_rc(gt_run("leak scan timing", tm_main, s, &o, 200), 0);
     assert_rc(s->rc_spawn, 0);
     assert_true(s->ready);
+    assert_true_msg(s->settled, "the parked goroutines were not all blocked within 30 s");
     assert_true(s->cleaned);
     assert_rc(s->rc, 0);
     fprintf(stderr,
@@ -2140,7 +2188,9 @@ typedef struct rs_state {
     int rc[RS_SCANS];
     size_t leaked[RS_SCANS], reported[RS_SCANS];
     const char *incomplete[RS_SCANS];
-    long churned;
+    bool settled, churn_stopped;
+    atomic_long churn_done;
+    long churned; /* by the churner; read after churn_done */
 } rs_state;
 
 static void rs_leaked(void *arg)
@@ -2179,6 +2229,7 @@ static void rs_churn(void *arg)
         if (s->churned % 16 == 0)
             goro_yield();
     }
+    atomic_store(&s->churn_done, 1);
 }
 
 static void rs_main(void *arg)
@@ -2194,8 +2245,12 @@ static void rs_main(void *arg)
         goro_go(rs_leaked, s);
     }
     s->ready = wait_long(&s->parked, 2 * RS_N, gt_slow(30 * GORO_SECOND));
+    /* Each count comes right before the wait: every scan below must see
+     * all of them parked. */
+    size_t seen = 0;
+    s->settled = s->ready && wait_judged(2 * RS_N, gt_slow(30 * GORO_SECOND), &seen);
     goro_go(rs_churn, s);
-    for (int k = 0; k < RS_SCANS && s->ready; k++) {
+    for (int k = 0; k < RS_SCANS && s->settled; k++) {
         goro_leak_report *r = NULL;
         goro_leak_scan_stats st;
         s->rc[k] = goro_leak_scan(&r, &st);
@@ -2205,7 +2260,8 @@ static void rs_main(void *arg)
         goro_leak_report_free(r);
     }
     atomic_store(&s->stop, true);
-    goro_sleep(20 * MS);
+    /* The churner touches *s: it must be done before goro_run returns. */
+    s->churn_stopped = wait_long(&s->churn_done, 1, gt_slow(10 * GORO_SECOND));
     for (int i = 0; i < RS_N; i++)
         goro_chan_close(lks_rs_live[i]);
     /* The leaked half stays blocked: goro_run returns with them parked. */
@@ -2223,6 +2279,8 @@ static void test_repeated_scans(void **st)
     goro_options o = gt_opts(2);
     int rc = gt_run("repeated leak scans", rs_main, s, &o, 120);
     assert_true(s->ready);
+    assert_true_msg(s->settled, "the %d goroutines were not all blocked within 30 s", 2 * RS_N);
+    assert_true_msg(s->churn_stopped, "the mapping churner did not stop");
     fprintf(stderr, "repeated scans: %d scans of %d leaked + %d reachable while 1 MiB was mapped "
                     "and unmapped %ld times:",
             RS_SCANS, RS_N, RS_N, s->churned);

@@ -6,6 +6,44 @@
 
 #define MS GORO_MILLISECOND
 
+/* goro_go that stores the new goroutine's id in *idp. */
+#define go_id(fn, arg, idp)                                                    \
+    goro_spawn((fn), (arg),                                                    \
+               &(const goro_spawn_opts){                                       \
+                   .file = __FILE__, .line = __LINE__, .func = __func__},      \
+               (idp))
+
+/* Inside a goroutine: wait until goroutine id is parked with the wait
+ * reason `reason` ("sync.Mutex.Lock", ...), as goro_leak_find sees it, or
+ * (if done is not NULL) until *done is set. Tests use it instead of
+ * sleeping "long enough" for a goroutine to have queued on a lock: under
+ * load no sleep is long enough. Bounded: false after a generous timeout. */
+static bool wait_parked_or_done(uint64_t id, const char *reason, atomic_long *done)
+{
+    int64_t end = goro_now() + gt_slow(5 * GORO_SECOND);
+    for (;;) {
+        if (done && atomic_load(done))
+            return true;
+        goro_leak_report *r = NULL;
+        bool found = false;
+        if (goro_leak_find(&(goro_leak_opts){.retries = -1}, &r) == 0 && r)
+            for (size_t i = 0; i < r->count && !found; i++)
+                found = r->goroutines[i].id == id && r->goroutines[i].blocked &&
+                        r->goroutines[i].state && strcmp(r->goroutines[i].state, reason) == 0;
+        goro_leak_report_free(r);
+        if (found)
+            return true;
+        if (goro_now() >= end)
+            return false;
+        goro_sleep(MS);
+    }
+}
+
+static bool wait_parked_in(uint64_t id, const char *reason)
+{
+    return wait_parked_or_done(id, reason, NULL);
+}
+
 /* ------------------------------------------------------------------------- */
 /* Mutex: mutual exclusion under contention                                   */
 /* ------------------------------------------------------------------------- */
@@ -78,6 +116,8 @@ typedef struct {
     int rc[24];
     int64_t late, fast;
     atomic_int b_locked;
+    atomic_long t_done;
+    bool t_seen, b_parked, t_returned;
 } mt_state;
 
 static void mt_trylocker(void *arg)
@@ -103,6 +143,7 @@ static void mt_timed_out_locker(void *arg)
 {
     mt_state *s = arg;
     s->rc[11] = goro_mutex_lock_until(&s->mu, goro_deadline_after(20 * MS));
+    atomic_store(&s->t_done, 1);
     goro_waitgroup_done(&s->wg);
 }
 
@@ -127,11 +168,16 @@ static void mt_main(void *arg)
     s->rc[8] = goro_mutex_unlock(&s->mu); /* unlocked: -EPERM */
     /* lock_until on a free mutex with a past deadline acquires it */
     s->rc[9] = goro_mutex_lock_until(&s->mu, goro_now() - 1);
-    /* a waiter that times out does not swallow the wake-up of the next one */
+    /* a waiter that times out does not swallow the wake-up of the next one:
+     * the timed waiter queues first (when it is seen in time), the blocking
+     * one behind it; the unlock comes after the first gave up */
     goro_waitgroup_add(&s->wg, 2);
-    goro_go(mt_timed_out_locker, s);
-    goro_go(mt_blocking_locker, s);
-    goro_sleep(60 * MS);
+    uint64_t t_id = 0, b_id = 0;
+    go_id(mt_timed_out_locker, s, &t_id);
+    s->t_seen = wait_parked_or_done(t_id, "sync.Mutex.Lock", &s->t_done);
+    go_id(mt_blocking_locker, s, &b_id);
+    s->b_parked = wait_parked_in(b_id, "sync.Mutex.Lock");
+    s->t_returned = gt_wait_atomic_ge(&s->t_done, 1, gt_slow(5 * GORO_SECOND));
     s->rc[12] = atomic_load(&s->b_locked); /* 0: still waiting */
     s->rc[13] = goro_mutex_unlock(&s->mu);
     goro_waitgroup_wait(&s->wg);
@@ -161,6 +207,9 @@ static void test_mutex_try_timeout_misuse(void **st)
     memset(&s, 0, sizeof s);
     goro_options o = gt_opts(2);
     assert_rc(gt_run("mutex try/timeout", mt_main, &s, &o, 30), 0);
+    assert_true_msg(s.t_seen, "the timed waiter was never seen waiting or done");
+    assert_true_msg(s.b_parked, "the blocking locker never queued on the mutex");
+    assert_true_msg(s.t_returned, "the timed waiter did not give up within its deadline");
     assert_rc(s.rc[0], 0);
     assert_rc(s.rc[1], -EBUSY);
     assert_rc(s.rc[2], -EBUSY);
@@ -197,23 +246,22 @@ typedef struct {
     goro_mutex mu;
     goro_waitgroup wg;
     atomic_int acquired;
-    atomic_int hammer_started;
+    atomic_long hammer_rounds;
     int64_t wait_ns;
-    long hammer_rounds;
+    bool hammering;
 } starve_state;
 
 static void starve_hammer(void *arg)
 {
     starve_state *s = arg;
     int64_t end = goro_now() + gt_slow(3 * GORO_SECOND);
-    atomic_store(&s->hammer_started, 1);
     while (!atomic_load(&s->acquired) && goro_now() < end) {
         goro_mutex_lock(&s->mu);
         int64_t t = goro_now();
         while (goro_now() - t < 100 * GORO_MICROSECOND) {
         }
         goro_mutex_unlock(&s->mu);
-        s->hammer_rounds++;
+        atomic_fetch_add(&s->hammer_rounds, 1);
     }
     goro_waitgroup_done(&s->wg);
 }
@@ -234,9 +282,8 @@ static void starve_main(void *arg)
     starve_state *s = arg;
     goro_waitgroup_add(&s->wg, 2);
     goro_go(starve_hammer, s);
-    while (!atomic_load(&s->hammer_started))
-        goro_sleep(MS);
-    goro_sleep(20 * MS);
+    /* the hammer is going (a few rounds done) before the waiter comes */
+    s->hammering = gt_wait_atomic_ge(&s->hammer_rounds, 20, gt_slow(5 * GORO_SECOND));
     goro_go(starve_waiter, s);
     goro_waitgroup_wait(&s->wg);
 }
@@ -249,10 +296,14 @@ static void test_mutex_no_starvation(void **st)
     goro_options o = gt_opts(2);
     o.longrun_report_ns = -1;
     assert_rc(gt_run("mutex starvation", starve_main, &s, &o, 60), 0);
+    assert_true(s.hammering);
     assert_int_equal(atomic_load(&s.acquired), 1);
     fprintf(stderr, "mutex: waiter got the lock after %.2f ms (hammer did %ld rounds)\n",
-            s.wait_ns / 1e6, s.hammer_rounds);
-    assert_true_msg(s.wait_ns < gt_slow(250 * MS),
+            s.wait_ns / 1e6, atomic_load(&s.hammer_rounds));
+    /* Starved, the waiter would get the lock only when the hammer stops
+     * (3 s, x5 under TSan): a third of that is a generous bound that still
+     * tells the two apart on a loaded machine. */
+    assert_true_msg(s.wait_ns < gt_slow(GORO_SECOND),
                     "waiter starved for %.1f ms by a re-locking goroutine", s.wait_ns / 1e6);
 }
 
@@ -404,17 +455,16 @@ static void test_rwmutex_writer_exclusive(void **st)
 typedef struct {
     goro_rwmutex rw;
     goro_waitgroup wg;
-    atomic_int w_started, r_started;
     char order[4];
     atomic_int pos;
     int rc[12];
     char order_before_release[4];
+    bool w_waiting, r_waiting;
 } pref_state;
 
 static void pref_writer(void *arg)
 {
     pref_state *s = arg;
-    atomic_store(&s->w_started, 1);
     s->rc[5] = goro_rwmutex_lock(&s->rw);
     s->order[atomic_fetch_add(&s->pos, 1)] = 'W';
     goro_sleep(5 * MS);
@@ -425,7 +475,6 @@ static void pref_writer(void *arg)
 static void pref_reader(void *arg)
 {
     pref_state *s = arg;
-    atomic_store(&s->r_started, 1);
     s->rc[7] = goro_rwmutex_rlock(&s->rw);
     s->order[atomic_fetch_add(&s->pos, 1)] = 'R';
     s->rc[8] = goro_rwmutex_runlock(&s->rw);
@@ -437,20 +486,17 @@ static void pref_main(void *arg)
     pref_state *s = arg;
     s->rc[0] = goro_rwmutex_rlock(&s->rw);
     goro_waitgroup_add(&s->wg, 2);
-    goro_go(pref_writer, s);
-    while (!atomic_load(&s->w_started))
-        goro_sleep(MS);
-    goro_sleep(20 * MS); /* the writer is waiting now */
+    uint64_t w_id = 0, r_id = 0;
+    go_id(pref_writer, s, &w_id);
+    s->w_waiting = wait_parked_in(w_id, "sync.RWMutex.Lock");
     s->rc[1] = goro_rwmutex_tryrlock(&s->rw);
     if (s->rc[1] == 0)
         goro_rwmutex_runlock(&s->rw);
     s->rc[2] = goro_rwmutex_rlock_until(&s->rw, goro_deadline_after(30 * MS));
     if (s->rc[2] == 0)
         goro_rwmutex_runlock(&s->rw);
-    goro_go(pref_reader, s);
-    while (!atomic_load(&s->r_started))
-        goro_sleep(MS);
-    goro_sleep(20 * MS);
+    go_id(pref_reader, s, &r_id);
+    s->r_waiting = wait_parked_in(r_id, "sync.RWMutex.RLock");
     int n = atomic_load(&s->pos);
     memcpy(s->order_before_release, s->order, (size_t)n);
     s->rc[3] = n;
@@ -465,6 +511,8 @@ static void test_rwmutex_writer_preference(void **st)
     memset(&s, 0, sizeof s);
     goro_options o = gt_opts(2);
     assert_rc(gt_run("rwmutex writer preference", pref_main, &s, &o, 30), 0);
+    assert_true_msg(s.w_waiting, "the writer was never seen waiting for the lock");
+    assert_true_msg(s.r_waiting, "the later reader was never seen waiting for the lock");
     assert_rc(s.rc[0], 0);
     assert_rc(s.rc[1], -EBUSY);     /* a waiting writer blocks new readers */
     assert_rc(s.rc[2], -ETIMEDOUT); /* ... also blocking ones */
@@ -776,6 +824,7 @@ typedef struct {
     goro_waitgroup wg;
     int after_signal_returns, after_signal_consumed;
     int all_waiting;
+    bool signalled_woke;
     int rc[4];
     int wait_rc;
 } cond_state;
@@ -823,7 +872,12 @@ static void cond_main(void *arg)
     s->tokens = 1;
     s->rc[0] = goro_cond_signal(&s->c);
     goro_mutex_unlock(&s->m);
-    goro_sleep(50 * MS);
+    /* the signalled waiter takes the token; then give any waiter the
+     * signal wrongly woke as well a moment to show itself */
+    end = goro_now() + gt_slow(5 * GORO_SECOND);
+    while (!(s->signalled_woke = atomic_load(&s->consumed) >= 1) && goro_now() < end)
+        goro_sleep(MS);
+    goro_sleep(20 * MS);
     s->after_signal_returns = atomic_load(&s->returns);
     s->after_signal_consumed = atomic_load(&s->consumed);
     goro_mutex_lock(&s->m);
@@ -845,6 +899,7 @@ static void test_cond_signal_broadcast(void **st)
     goro_options o = gt_opts(2);
     assert_rc(gt_run("cond", cond_main, &s, &o, 30), 0);
     assert_true(s.all_waiting);
+    assert_true_msg(s.signalled_woke, "goro_cond_signal woke no waiter");
     assert_true_msg(s.wait_rc == 0, "broadcast did not wake every waiter");
     assert_rc(s.rc[0], 0);
     assert_rc(s.rc[1], 0);

@@ -125,6 +125,26 @@ static goro__waiter *poll_events(struct epoll_event *evs, int n, bool *broken)
     return list;
 }
 
+/* epoll_pwait2 takes a nanosecond timeout (Linux 5.11, glibc 2.35). Where
+ * it is missing, the poller falls back to epoll_wait for good: the kernel
+ * is older, a seccomp filter (containers) refuses the unknown syscall with
+ * EPERM, or valgrind does not know it (it prints a warning for every call
+ * of an unhandled syscall, so it must be tried once only). EINVAL is not a
+ * sign of a missing syscall: the arguments are always valid here. */
+enum { PWAIT2_UNTESTED, PWAIT2_PROBING, PWAIT2_OK, PWAIT2_MISSING };
+static _Atomic uint32_t pwait2_state;
+
+/* epoll_wait's timeout for tp (NULL: infinite): milliseconds, rounded up so
+ * the poller never wakes before the deadline. */
+static int timeout_ms(const struct timespec *tp)
+{
+    if (!tp)
+        return -1;
+    int64_t d = (int64_t)tp->tv_sec * GORO_SECOND + tp->tv_nsec;
+    int64_t m = (d + GORO_MILLISECOND - 1) / GORO_MILLISECOND;
+    return m > 1000000 ? 1000000 : (int)m;
+}
+
 bool goro__netpoll(int64_t until)
 {
     struct timespec ts, *tp = &ts;
@@ -138,17 +158,22 @@ bool goro__netpoll(int64_t until)
         ts.tv_nsec = d % GORO_SECOND;
     }
     struct epoll_event evs[64];
-    /* epoll_pwait2 takes a nanosecond timeout (Linux 5.11); fall back to
-     * epoll_wait's milliseconds, rounded up so we never wake early. */
-    int n = epoll_pwait2(epfd, evs, 64, tp, NULL);
-    if (n < 0 && errno == ENOSYS) {
-        int ms = -1;
-        if (tp) {
-            int64_t d = ts.tv_sec * GORO_SECOND + ts.tv_nsec;
-            int64_t m = (d + GORO_MILLISECOND - 1) / GORO_MILLISECOND;
-            ms = m > 1000000 ? 1000000 : (int)m;
+    int n;
+    if (atomic_load_explicit(&pwait2_state, memory_order_relaxed) == PWAIT2_OK) {
+        n = epoll_pwait2(epfd, evs, 64, tp, NULL);
+    } else {
+        uint32_t untested = PWAIT2_UNTESTED;
+        if (atomic_compare_exchange_strong(&pwait2_state, &untested, PWAIT2_PROBING)) {
+            /* The first poll finds out whether epoll_pwait2 exists. */
+            n = epoll_pwait2(epfd, evs, 64, tp, NULL);
+            bool missing = n < 0 && (errno == ENOSYS || errno == EPERM);
+            atomic_store(&pwait2_state, missing ? PWAIT2_MISSING : PWAIT2_OK);
+            if (missing)
+                n = epoll_wait(epfd, evs, 64, timeout_ms(tp));
+        } else {
+            /* Missing, or being probed by another thread right now. */
+            n = epoll_wait(epfd, evs, 64, timeout_ms(tp));
         }
-        n = epoll_wait(epfd, evs, 64, ms);
     }
     bool broken = false;
     goro__store_relaxed(&goro__sched_.last_poll, goro__nanotime());

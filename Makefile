@@ -2,8 +2,9 @@
 # packages it needs first (as root), or prints the apt-get line to run.
 #
 #   make         build the library, tests, benchmarks and examples into build/
-#   make check   tests: plain (gcc), ASan+UBSan (gcc), TSan (clang), clang -Werror build,
-#                60 s of libFuzzer on the HTTP parser (clang)
+#   make check   tests: plain (gcc), clang -Werror build, ASan+UBSan (gcc), TSan (clang),
+#                chaos plain and TSan (concurrency groups), valgrind (a subset),
+#                60 s of libFuzzer on the HTTP parser (clang); see docs/testing.md
 #   make bench   goro benchmarks against their Go twins, medians and ratios
 #   make demo    the story: a goroutine leak reproduced, found and fixed (demo-out/)
 #   make clean   remove build trees

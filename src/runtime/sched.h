@@ -365,6 +365,12 @@ goro__g *goro__stack_owner(uintptr_t addr);
  * record of that stack (for the overflow report); else NULL. */
 goro__g *goro__stack_overflow_owner(uintptr_t addr);
 void goro__stack_overflow_report(goro__g *g);
+/* Async-signal-safe, for the SIGSEGV handler (stack.c has the details):
+ * the goroutine whose stack overflow caused a fault at addr taken with
+ * stack pointer sp while cur ran, or NULL; and a running goroutine whose
+ * canary-only stack has its canary overwritten, or NULL. */
+goro__g *goro__stack_fault_culprit(goro__g *cur, uintptr_t sp, uintptr_t addr);
+goro__g *goro__stack_overrun_running(void);
 
 /* netpoll.c */
 int goro__netpoll_init(void);

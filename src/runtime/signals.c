@@ -45,11 +45,6 @@ static void chain(int sig, siginfo_t *si, void *uc)
     sigaction(sig, &dfl, NULL);
 }
 
-/* In stack.c (kept out of sched.h while that header is being edited
- * elsewhere; it belongs next to goro__stack_overflow_owner). */
-goro__g *goro__stack_fault_culprit(goro__g *cur, uintptr_t sp, uintptr_t addr);
-goro__g *goro__stack_overrun_running(void);
-
 /* The interrupted stack pointer; the fault address where unknown. */
 static uintptr_t fault_sp(void *ucv, uintptr_t addr)
 {

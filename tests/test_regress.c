@@ -834,6 +834,73 @@ static void test_select_null_channel(void **st)
     assert_rc(res[5], -ETIMEDOUT);
 }
 
+/* ---- teardown: a goroutine woken but never run again -------------------- */
+
+/* S selects on A and B; main wakes it through A and returns at once, so S
+ * is claimed but never runs again. Its waiter on B must leave B's queue at
+ * teardown: B outlives the run, and the next operation on B would
+ * otherwise claim a waiter on a freed stack. */
+static goro_chan *td_a, *td_b;
+
+static void td_selector(void *arg)
+{
+    (void)arg;
+    int v;
+    goro_select_case cs[2] = {
+        {.ch = td_a, .op = GORO_SELECT_RECV, .elem = &v},
+        {.ch = td_b, .op = GORO_SELECT_RECV, .elem = &v},
+    };
+    goro_select(cs, 2, 0, GORO_NO_DEADLINE);
+}
+
+static atomic_int td_sent;
+
+static void *td_waker(void *arg)
+{
+    (void)arg;
+    int v = 1;
+    /* From a thread without a P, S goes to the global queue. */
+    atomic_store(&td_sent, goro_chan_trysend(td_a, &v) == 0 ? 1 : -1);
+    return NULL;
+}
+
+static void td_main(void *arg)
+{
+    pthread_t *th = arg;
+    goro_go(td_selector, NULL);
+    while (!chan_has_receiver(td_b))
+        goro_yield();
+    atomic_store(&td_sent, 0);
+    if (pthread_create(th, NULL, td_waker, NULL))
+        return;
+    /* No scheduling point until S is claimed: then return, so the runtime
+     * shuts down with S woken but never run again. */
+    int64_t end = gt_mono_ns() + 5 * GORO_SECOND;
+    while (atomic_load(&td_sent) == 0 && gt_mono_ns() < end) {
+    }
+}
+
+static void test_teardown_woken_select(void **st)
+{
+    (void)st;
+    for (int i = 0; i < 20; i++) {
+        assert_rc(goro_chan_make(&td_a, sizeof(int), 0), 0);
+        assert_rc(goro_chan_make(&td_b, sizeof(int), 0), 0);
+        goro_options o = gt_opts(1);
+        pthread_t th;
+        assert_rc(gt_run("teardown of a woken select", td_main, &th, &o, 30), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(atomic_load(&td_sent), 1);
+        /* Nobody may be left queued on B (white-box: a dangling waiter may
+         * happen to fail its claim, so trysend alone would not show it). */
+        assert_false(chan_has_receiver(td_b));
+        int v = 2;
+        assert_rc(goro_chan_trysend(td_b, &v), -EAGAIN);
+        goro_chan_release(td_a);
+        goro_chan_release(td_b);
+    }
+}
+
 /* ---- the lock-rank checker can fail ------------------------------------- */
 
 static void test_lockrank_checker(void **st)
@@ -886,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_select_duplicate_channel_fair),
         cmocka_unit_test(test_once_fn_exits),
         cmocka_unit_test(test_select_null_channel),
+        cmocka_unit_test(test_teardown_woken_select),
         cmocka_unit_test(test_lockrank_checker),
     };
     const char *filter = getenv("GT_FILTER"); /* run one test: GT_FILTER=test_name */

@@ -566,18 +566,21 @@ void goro__g_teardown_all(void)
         if (!gb || gb->kind != GORO__KIND_G)
             continue;
         goro__g *g = (goro__g *)gb;
-        if (GORO__GST_STATE(goro__load_relaxed(&g->base.status)) == GORO__G_WAITING) {
-            for (uint32_t k = 0; k < g->nwaiting; k++) {
-                goro__waiter *w = &g->waiting[k];
-                if (w->lock) {
-                    goro__spin_lock(w->lock);
-                    if (w->q)
-                        goro__waitq_remove(w->q, w);
-                    goro__spin_unlock(w->lock);
-                }
-                if (w->drop)
-                    w->drop(w);
-            }
+        /* Waiting goroutines, and goroutines woken but never run again (a
+         * select woken by one case still has its other waiters queued:
+         * only their owner removes those, chan_internal.h). A waiter its
+         * waker already unqueued is not touched: its object may be gone. */
+        for (uint32_t k = 0; k < g->nwaiting; k++) {
+            goro__waiter *w = &g->waiting[k];
+            if (!w->q || !w->lock)
+                continue;
+            goro__spin_lock(w->lock);
+            bool queued = w->q != NULL;
+            if (queued)
+                goro__waitq_remove(w->q, w);
+            goro__spin_unlock(w->lock);
+            if (queued && w->drop)
+                w->drop(w);
         }
         goro__san_fiber_destroy(g->tsan_fiber);
         g->tsan_fiber = NULL;

@@ -822,8 +822,15 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 groot r = {.g = g,
                            .arg = st == GORO__G_RUNNING ? (uintptr_t)g->info.arg : 0,
                            .hi = g->stack_hi};
-                if (st == GORO__G_RUNNING)
-                    r.lo = 0; /* its thread's stack pointer covers it */
+                if (st == GORO__G_RUNNING) {
+                    /* Its thread's stack pointer covers it while it runs;
+                     * but one caught switching out (the thread already on
+                     * the next stack, the status not yet updated: sched.c
+                     * after_switch) is covered by no thread, so also scan
+                     * from the stack pointer it saved. A superset at worst. */
+                    uintptr_t sp = (uintptr_t)g->sp;
+                    r.lo = sp >= g->stack_lo && sp < g->stack_hi ? sp : 0;
+                }
                 else if (st == GORO__G_SYSCALL && g->wait_fp)
                     r.lo = (uintptr_t)g->wait_fp > g->stack_lo + 4096 ? (uintptr_t)g->wait_fp - 4096
                                                                      : g->stack_lo;

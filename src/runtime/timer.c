@@ -143,7 +143,8 @@ static void pending_unlink(goro__timer *t)
 
 void goro__timer_add_persist(goro__timer *t, int64_t when)
 {
-    t->persist = true;
+    /* t->persist was set by the owner before t became visible to other
+     * threads (goro__timer_del reads it without a lock). */
     goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
     if (!tw_live) {
         t->when = when <= 0 ? 1 : when;

@@ -71,7 +71,8 @@ int64_t goro__timers_next(struct goro__p *p);
 void goro__timers_destroy(struct goro__p *p);
 
 /* Persistent timers: arm (any thread, runtime running or not) and disarm.
- * goro__timer_del also works on them. */
+ * goro__timer_del also works on them. The owner sets t->persist = true
+ * (with fn and arg) before any other thread can see t. */
 void goro__timer_add_persist(goro__timer *t, int64_t when);
 
 /* goro_run: the runtime's timers are live on p0; pending timers move there.

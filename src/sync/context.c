@@ -101,6 +101,17 @@ static int make_child(goro_ctx *parent, int64_t deadline, goro_ctx **out)
     atomic_init(&c->refs, 1);
     c->deadline = deadline < parent->deadline ? deadline : parent->deadline;
     c->parent = goro_ctx_retain(parent);
+    /* Everything a canceller reads (has_timer, the timer's fields) is set
+     * before the child is linked under its parent: a parent's cancel may
+     * reach the child as soon as the parent lock is released. The timer
+     * itself is armed after (an idle timer's removal is a no-op). */
+    if (c->deadline != GORO_NO_DEADLINE) {
+        c->timer.fn = deadline_fired;
+        c->timer.arg = c;
+        c->timer.idx = -1;
+        c->timer.persist = true;
+        c->has_timer = true;
+    }
     if (!parent->background) {
         goro__spin_lock(&parent->lock);
         int perr = atomic_load(&parent->err);
@@ -121,10 +132,6 @@ static int make_child(goro_ctx *parent, int64_t deadline, goro_ctx **out)
         } else {
             /* Armed whether or not a runtime runs now: a persistent timer
              * waits for one (timer.h). */
-            c->timer.fn = deadline_fired;
-            c->timer.arg = c;
-            c->timer.idx = -1;
-            c->has_timer = true;
             goro__timer_add_persist(&c->timer, c->deadline);
         }
     }

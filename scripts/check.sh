@@ -154,17 +154,22 @@ do_valgrind() {
         # Errors of any kind, and definite leaks, fail the group; goro's own
         # code must be clean (a suppression is only for third-party code).
         # Timing checks keep their thresholds: memcheck slows computation,
-        # not the clock, and these groups mostly wait.
+        # not the clock, and these groups mostly wait. --fair-sched: memcheck
+        # runs one thread at a time, and by default a thread that keeps
+        # running can starve a woken one for seconds (seen in
+        # test_sync's starvation check: 2.8 s).
         rc=0
-        timeout -k 10 "$vg_timeout" valgrind -q --error-exitcode=99 --leak-check=full \
+        timeout -k 10 "$vg_timeout" valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full \
             --show-leak-kinds=definite --errors-for-leak-kinds=definite $supp \
             "$prefix/tests/$t" >"$logs/$t.log" 2>&1 || rc=$?
         printf '  %-14s %4d s  ' "$t" $(($(date +%s) - t0))
+        tests_failed=""
+        grep -q '^\[  FAILED  \]' "$logs/$t.log" && tests_failed=" (and tests failed)"
         case $rc in
         0) echo ok ;;
-        99) echo "memcheck errors (see $logs/$t.log)"; failed="$failed $t" ;;
+        99) echo "memcheck errors or definite leaks$tests_failed"; failed="$failed $t" ;;
         124|137) echo "timed out after $vg_timeout s"; failed="$failed $t" ;;
-        *) echo "failed, exit status $rc"; failed="$failed $t" ;;
+        *) echo "failed, exit status $rc$tests_failed"; failed="$failed $t" ;;
         esac
         if [ "$rc" -ne 0 ]; then
             echo "---- $logs/$t.log (last 60 lines) ----"

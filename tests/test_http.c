@@ -15,8 +15,27 @@
 
 #include "util.h"
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #define MS GORO_MILLISECOND
 #define SEC GORO_SECOND
+
+/* gt_scale, and under valgrind (which runs one thread at a time, every
+ * instruction many times slower) the size given for TSan. */
+static size_t scale(const char *what, size_t plain, size_t asan, size_t tsan)
+{
+    if (RUNNING_ON_VALGRIND && !GT_SANITIZED) {
+        if (tsan != plain)
+            fprintf(stderr, "note: %s scaled down from %zu to %zu under valgrind\n", what, plain,
+                    tsan);
+        return tsan;
+    }
+    return gt_scale(what, plain, asan, tsan);
+}
 
 /* ------------------------------------------------------------------------- */
 /* A raw HTTP client                                                          */
@@ -1319,7 +1338,7 @@ static void test_echo_many_clients(void **state)
 {
     (void)state;
     echo_state *s = calloc(1, sizeof *s);
-    s->nclients = gt_scale("http echo clients", 1000, 1000, 250);
+    s->nclients = scale("http echo clients", 1000, 1000, 250);
     goro_options o = gt_opts(2);
     assert_rc(gt_run("http 1000 echo clients", echo_main, s, &o, 180), 0);
     assert_rc(s->start_rc, 0);
@@ -1763,7 +1782,7 @@ static void test_slowloris(void **state)
 {
     (void)state;
     sl_state *s = calloc(1, sizeof *s);
-    s->nslow = gt_scale("http slowloris clients", 200, 100, 50);
+    s->nslow = scale("http slowloris clients", 200, 100, 50);
     s->nbody = s->nslow / 4;
     s->cut = calloc(s->nslow, sizeof *s->cut);
     s->cutb = calloc(s->nbody, sizeof *s->cutb);

@@ -6,8 +6,8 @@
  *
  * Each run of a case is a fresh process (the test re-executes itself) with
  * one goro_run: a noinline setup function starts named goroutines
- * (goro_go_named) and returns, the test waits until they are about to
- * park, clears the dead part of its stack, scans from a small noinline
+ * (goro_go_named) and returns, the test waits until they have parked,
+ * clears the dead part of its stack, scans from a small noinline
  * function, checks afterwards that every goroutine was where the case says
  * (and that the scan judged exactly the ones blocked on primitives without
  * a deadline), then wakes and ends everything. The test compares, name by
@@ -24,8 +24,10 @@
  *  - freed memory is a root too, so nothing that leaves pointer-carrying
  *    garbage behind (goro_leak_find's or goro_dump's results, an earlier
  *    goro_run in the same process) runs before the scan: readiness comes
- *    from counters, states are verified after the scan, and each run has a
- *    process of its own. test_restarted_runtime covers the restarted case
+ *    from counters and from scans without a report (stats.blocked says who
+ *    has parked; a scan leaves nothing behind, test_repeated_scans checks
+ *    it), states are verified after the scan, and each run has a process of
+ *    its own. test_restarted_runtime covers the restarted case
  *    separately;
  *  - ownership of channels moves with goro_chan_retain / release as goro.h
  *    describes; goroutines are woken through exactly one primitive and

@@ -81,7 +81,9 @@ start_service() { # mode
     i=0
     ADDR=''
     while [ $i -lt 100 ]; do
-        ADDR=$(sed -n 's|.*listening on http://||p' "$OUT/service-$1.out")
+        # The background job may not have created the file yet: under set -e
+        # a failing sed in this assignment would end the script silently.
+        ADDR=$(sed -n 's|.*listening on http://||p' "$OUT/service-$1.out" 2>/dev/null || true)
         [ -n "$ADDR" ] && break
         kill -0 "$SVC_PID" 2>/dev/null || break
         sleep 0.05

@@ -43,10 +43,21 @@
  * single poller (sleeps in epoll_wait until the earliest timer or I/O) or
  * parks on its futex. Idle threads use no CPU.
  *
+ * Timers. Due timers of the current P run at every switch, but only after
+ * the commit of the goroutine that left (run_due_timers): a callback may
+ * need the queue lock a parking goroutine holds until then. A P stuck in
+ * one goroutine (a raw blocking call) has its queue and timers handed to
+ * other Ps by sysmon (goro__sched_handoff_stuck).
+ *
  * Deadlock. When the last M goes to sleep with every P idle, no timers, no
  * I/O waiters, no blocking calls in flight and goroutines still existing,
  * every goroutine is blocked on goro primitives forever: print Go's
- * "fatal error: all goroutines are asleep - deadlock!" and a dump, exit 2.
+ * "fatal error: all goroutines are asleep - deadlock!" and a dump, exit 2 -
+ * unless a thread the runtime did not create exists (it may still wake a
+ * goroutine through a non-blocking call).
+ *
+ * Race windows and what closes each: docs/concurrency.md (one table for
+ * the whole runtime, with the lock order).
  *
  * No preemption: C code cannot be interrupted safely (a goroutine stopped
  * inside malloc holding its lock would deadlock the next one on that

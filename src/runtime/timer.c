@@ -6,8 +6,11 @@
  * can check "anything due?" with one relaxed load. Timers are added to the
  * P of the calling thread; any thread holding a P may run another P's due
  * timers (stealers do, so timers of an idle P or of a P stuck in a long
- * computation still fire). Adding a timer earlier than the poller's wake-up
- * time breaks the poller's sleep.
+ * computation still fire), and sysmon moves every timer of a P stuck with
+ * no idle P around to a P that still switches (goro__timers_move). Adding a
+ * timer earlier than the poller's wake-up time breaks the poller's sleep.
+ * Persistent timers (context deadlines) outlive the runtime through a
+ * pending list (timer.h).
  */
 #define GORO__LOCK_RANK GORO__RANK_TIMERS /* lock.h */
 #include <sched.h>

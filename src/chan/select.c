@@ -244,8 +244,9 @@ GORO__NOINLINE static int do_select(goro_select_case *cases, uint32_t n, unsigne
         return g ? -ETIMEDOUT : -EPERM;
     }
 
-    /* Block: one waiter per non-NULL case, queued in poll order, each with
-     * a reference on its channel. ws[k] belongs to case pollorder[k]. */
+    /* Block: one waiter per non-NULL case, queued in poll order (ws[k]'s
+     * case is ws[k].index). No references: our queued waiters keep their
+     * channels alive (chan_internal.h). */
     uint64_t seq = goro__park_seq(g);
     uint32_t nw = 0;
     for (uint32_t k = 0; k < n; k++) {

@@ -2,7 +2,7 @@
  * test_pprof.c - goro's profiles as their users read them: written with
  * goro_write_profile / goro_write_cpu_profile inside goro_run, checked from
  * the test's own thread, mostly through `go tool pprof` (the reader the
- * formats must satisfy, FORMATS.md) and through small parsers of the text
+ * formats must satisfy, docs/formats.md) and through small parsers of the text
  * formats written here.
  *
  *  1. every profile (heap, allocs, goroutine, threadcreate, block, mutex,
@@ -15,21 +15,21 @@
  *  2. heap accuracy: three allocation sites with known live bytes (24 MiB of
  *     4 KiB blocks, 8 MiB of 64 KiB blocks, 8 MiB of 256 B blocks), each
  *     within 20% in the proto (pprof -raw and -top) and in the debug=1 text
- *     (parsed here, unbiased as FORMATS.md section 6 says).
+ *     (parsed here, unbiased as docs/formats.md §6 says).
  *  3. the leak pattern: 20,000 goroutines parked sending on unbuffered
  *     channels nobody reads, spawned by spawn_leakers: the function is at
  *     the top of `-top -sample_index=inuse_space` with its goroutines'
  *     stack bytes (>= 80% of N * 4 KiB) and exactly N objects; the same
  *     profile's debug=1 text must say the same (pprof's legacy parser and
- *     the FORMATS.md unbiasing).
+ *     the docs/formats.md unbiasing).
  *  4. CPU: one goroutine alternating burn_a (7 units) and burn_b (3 units)
  *     in cycles of random length (a fixed cycle near the 10 ms sampling
  *     period aliases with it) for 3 s: > 100 samples and a split within 10
  *     points of 70/30, both in -top and in -raw.
- *  5. goroutine debug=1 text: the FORMATS.md shape checked line by line, and
+ *  5. goroutine debug=1 text: the docs/formats.md shape checked line by line, and
  *     `go tool pprof -top` loads it (Go 1.19's legacy parser accepts it);
  *     threadcreate and goroutineleak debug=1 must load too.
- *  6. goroutine debug=2: a parser for the FORMATS.md grammar (plus goro's
+ *  6. goroutine debug=2: a parser for the docs/formats.md grammar (plus goro's
  *     documented extensions: `, name "x"` in the header, "\t<- f at
  *     file:line" creation frames) reads every record of a dump with
  *     running (self and on another thread), runnable, chan send/receive,
@@ -709,7 +709,7 @@ static bool ends_with(const char *s, const char *sfx)
     return a >= b && !strcmp(s + a - b, sfx);
 }
 
-/* A count profile's debug=1 text (FORMATS.md section 2). */
+/* A count profile's debug=1 text (docs/formats.md §2). */
 typedef struct ctext {
     char kind[32];
     long total, sum;
@@ -842,7 +842,7 @@ out:
     return ok;
 }
 
-/* heap debug=1 text (FORMATS.md section 4): per leaf function, the raw
+/* heap debug=1 text (docs/formats.md §4): per leaf function, the raw
  * in-use counts, unbiased here with rate = header / 2. */
 typedef struct htext {
     long long hdr[4];
@@ -961,7 +961,7 @@ out:
 }
 
 /* ------------------------------------------------------------------------- */
-/* goroutine debug=2: a streaming parser for the FORMATS.md grammar           */
+/* goroutine debug=2: a streaming parser for the docs/formats.md grammar           */
 /* ------------------------------------------------------------------------- */
 
 #define D2_MAXF 24
@@ -1005,7 +1005,7 @@ static const char *const d2_states[] = {
     "select (no cases)", "chan send (nil chan)", "chan receive (nil chan)", "sync.Mutex.Lock",
     "sync.RWMutex.RLock", "sync.RWMutex.Lock", "sync.WaitGroup.Wait", "sync.Cond.Wait",
     "sleep", "IO wait", "semacquire",
-    "sync.Once.Do", /* goro's own wait reason (goro.h); not in FORMATS.md's list */
+    "sync.Once.Do", /* goro's own wait reason (goro.h); not in docs/formats.md's list (§3) */
     NULL};
 
 static void d2_fail(d2parser *p, const char *what, const char *line)
@@ -1992,7 +1992,7 @@ static void test_leak_pattern(void **st)
 
 /* The heap debug=1 text of the same moment must report the same goroutine
  * stack memory: its records carry raw sample counts that readers unbias
- * (FORMATS.md sections 4 and 6), so exact records must be written so that
+ * (docs/formats.md §4 and §6), so exact records must be written so that
  * unbiasing gives them back. */
 static void test_heap_text_matches_proto(void **st)
 {
@@ -2030,7 +2030,7 @@ static void test_heap_text_matches_proto(void **st)
                             tot, leak_pb_bytes);
     }
     assert_true_msg(fabs(h.inuse_objs[0] - N_LEAK) <= N_LEAK * 0.2,
-                    "spawn_leakers in heap debug=1, unbiased as FORMATS.md says: %.0f objects, "
+                    "spawn_leakers in heap debug=1, unbiased as docs/formats.md says: %.0f objects, "
                     "%.0f bytes; %d goroutines are alive",
                     h.inuse_objs[0], h.inuse_bytes[0], N_LEAK);
     if (leak_pb_bytes > 0)
@@ -2175,7 +2175,7 @@ static void test_goroutine_text(void **st)
     assert_non_null(txt);
     ctext ct = {.want_func = "park_worker", .want_line = park_line};
     if (!ctext_parse(txt, &ct))
-        fail_msg("goroutine debug=1 (FORMATS.md section 2): %s\n%.3000s", ct.err, txt);
+        fail_msg("goroutine debug=1 (docs/formats.md §2): %s\n%.3000s", ct.err, txt);
     assert_string_equal(ct.kind, "goroutine");
     assert_int_equal(ct.total, every_st.goroutines);
     assert_true_msg(ct.sorted, "groups not sorted by count:\n%s", txt);
@@ -2205,7 +2205,7 @@ static void test_goroutine_text(void **st)
     free(raw);
 }
 
-/* threadcreate and goroutineleak debug=1 load too (FORMATS.md section 2 is
+/* threadcreate and goroutineleak debug=1 load too (docs/formats.md §2 is
  * theirs as well). */
 static void test_count_texts_load(void **st)
 {
@@ -2225,7 +2225,7 @@ static void test_count_texts_load(void **st)
         if (!ok)
             print_error("%s:\n%s\n", files[i], txt);
         free(txt);
-        assert_true_msg(ok, "%s (FORMATS.md section 2): %s", files[i], ct.err);
+        assert_true_msg(ok, "%s (docs/formats.md §2): %s", files[i], ct.err);
         if (have_go && ct.total > 0) {
             char *top = PPROF(tpath(files[i]), "-top");
             double tot = top_total(top);

@@ -778,7 +778,7 @@ static void exe_build_id(char *hex, size_t cap)
     free(f);
 }
 
-/* The rules every encoded profile must follow (FORMATS.md section 5). */
+/* The rules every encoded profile must follow (docs/formats.md §5). */
 static void pp_check_structure(const pprofile *pp)
 {
     assert_true(pp->nstrs >= 1);

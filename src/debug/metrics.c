@@ -1,6 +1,6 @@
 /*
  * metrics.c - /metrics: Prometheus text exposition format 0.0.4
- * (FORMATS.md section 9), with the names Go's client library uses where one
+ * (docs/formats.md §7), with the names Go's client library uses where one
  * exists (go_goroutines, go_threads, go_memstats_*, process_*), so existing
  * dashboards work, and goro_* for what Go has no name for.
  *

@@ -1,7 +1,7 @@
 /*
  * server.c - the diagnostics endpoints over goro's own HTTP server:
  * /debug/pprof/... with net/http/pprof's paths, parameters and response rules
- * (FORMATS.md section 1), /debug/goro/leaks, and /metrics.
+ * (docs/formats.md §1), /debug/goro/leaks, and /metrics.
  *
  * Rules kept from Go: every response has X-Content-Type-Options: nosniff;
  * errors are plain text with X-Go-Pprof: 1 (pprof's client looks for it);

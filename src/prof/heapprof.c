@@ -7,7 +7,7 @@
  * since 2.34; no dlsym bootstrap needed), and the table of sampled
  * allocation stacks ("buckets").
  *
- * Sampling (FORMATS.md section 6): each thread counts down the bytes until
+ * Sampling (docs/formats.md §6): each thread counts down the bytes until
  * its next sample; the distance between samples is exponential with mean
  * `rate` (GORO_MEMPROFILE_RATE, default 512 KiB; 0 = off, 1 = every
  * allocation). The fast path is one thread-local subtraction and a tail call

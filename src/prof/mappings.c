@@ -1,6 +1,6 @@
 /*
  * mappings.c - the loaded objects of this process, for profile.proto's
- * Mapping table (FORMATS.md section 5).
+ * Mapping table (docs/formats.md §5).
  *
  * Owns: reading, with dl_iterate_phdr, each object's executable PT_LOAD
  * segments as the page-aligned ranges /proc/self/maps shows (start, limit,

@@ -1,5 +1,5 @@
 /*
- * pprof_proto.c - a goro__prof as gzipped profile.proto (FORMATS.md
+ * pprof_proto.c - a goro__prof as gzipped profile.proto (docs/formats.md
  * section 5), the format `go tool pprof`, Parca and Pyroscope read.
  *
  * Owns: the protobuf wire encoding (varints, length-delimited submessages,

@@ -1,7 +1,7 @@
 /*
  * profile.c - goro's in-memory profile (profile.h) and its two legacy text
  * encoders: the goroutine-style count format and the heap format
- * (FORMATS.md sections 2 and 4), byte for byte as Go 1.19's runtime/pprof
+ * (docs/formats.md §2 and §4), byte for byte as Go 1.19's runtime/pprof
  * writes them. The profile.proto encoder is pprof_proto.c.
  *
  * Owns: the goro__prof model, and the helpers every encoder shares

@@ -10,7 +10,7 @@
  *    symbolized (function, file, line, inline chains) by goro's symbolizer;
  *  - Go's legacy text formats (debug=1) for the goroutine-style profiles and
  *    the heap profile.
- * Formats: ../shared/design/FORMATS.md sections 2, 4 and 5.
+ * Formats: docs/formats.md §2, §4 and §5.
  *
  * Ownership: a goro__prof owns copies of everything added to it (stacks,
  * label strings); goro__prof_free releases all of it. Not thread-safe: one
@@ -65,14 +65,14 @@ int goro__prof_add_sample(goro__prof *p, const uintptr_t *pcs, uint32_t npc, boo
  * Returns 0 or -errno. */
 int goro__prof_encode_proto(goro__prof *p, unsigned char **out, size_t *len);
 
-/* Legacy text for goroutine-style profiles (FORMATS.md section 2):
+/* Legacy text for goroutine-style profiles (docs/formats.md §2):
  * "<kind> profile: total N", groups "count @ 0x.. 0x..", optional
  * "# labels: {...}", "#\t0x..\tfunc+0x..\tfile:line" lines, aligned like
  * Go's tabwriter; groups sorted by count descending. Uses value index 0.
  * Returns a malloc'd NUL-terminated string, or NULL. */
 char *goro__prof_encode_text_counts(goro__prof *p);
 
-/* Legacy heap text (FORMATS.md section 4) from a heap profile whose types
+/* Legacy heap text (docs/formats.md §4) from a heap profile whose types
  * are alloc_objects, alloc_space, inuse_objects, inuse_space; `rate` is the
  * sampling rate (the header says heap/2*rate); `raw` values are the
  * unscaled sample counts (same order as the samples added). stats: a

@@ -240,7 +240,7 @@ typedef struct heap_ctx {
     int rc;
 } heap_ctx;
 
-/* FORMATS.md section 6: undo the Poisson sampling. */
+/* docs/formats.md §6: undo the Poisson sampling. */
 static void unbias(int64_t count, int64_t bytes, int64_t rate, int64_t *oc, int64_t *ob)
 {
     if (count <= 0 || bytes <= 0 || rate <= 1) {

@@ -1,7 +1,7 @@
 /*
  * sanitizer.h - ASan and TSan fiber annotations around context switches.
  *
- * Exactly the calls that were measured clean (ARCHITECTURE.md section 3):
+ * Exactly the calls that were measured clean (docs/constraints.md):
  *  ASan: __sanitizer_start_switch_fiber(&fake, bottom, size) just before the
  *        switch (NULL fake when the departing goroutine is dying), and
  *        __sanitizer_finish_switch_fiber(fake, &old_bottom, &old_size) first

@@ -3,7 +3,7 @@
  *
  * Owns: stack memory and the G records that live at the top of each stack.
  *
- * Constraints measured on this kind of machine (ARCHITECTURE.md section 3):
+ * Constraints measured on this kind of machine (docs/constraints.md):
  * a PROT_NONE guard page per stack splits VMAs and stops at ~32k stacks
  * under the default vm.max_map_count; page faults are expensive (~2 us).
  * So stacks are fixed-size slots carved from 1 GiB MAP_NORESERVE regions

@@ -69,6 +69,7 @@
 
 #include "goro.h"
 #include "net/http_parse.h"
+#include "runtime/internal.h"
 
 #define RBUF_INIT 4096
 #define WBUF_INIT 4096
@@ -181,20 +182,6 @@ static int64_t deadline_at(int64_t t, int64_t timeout)
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Decimal digits of v at p; returns the count. */
-static size_t put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static size_t put_hex(char *p, uint64_t v)
 {
@@ -491,7 +478,7 @@ static int commit_head(hconn *hc, int mode, int64_t auto_cl)
     }
     if (auto_cl >= 0) {
         PUT_LIT(p, "Content-Length: ");
-        p += put_u64(p, (uint64_t)auto_cl);
+        p += goro__fmt_u64(p, (uint64_t)auto_cl);
         PUT_LIT(p, "\r\n");
     }
     if (mode == W_CHUNKED)
@@ -775,7 +762,7 @@ int goro_http_response_send(goro_http_response *w, int status, const char *conte
         return rc;
     if (status_has_body(status)) {
         char num[24];
-        num[put_u64(num, len)] = 0;
+        num[goro__fmt_u64(num, len)] = 0;
         if ((rc = goro_http_response_set_header(w, "Content-Length", num)))
             return rc;
     }
@@ -1141,20 +1128,20 @@ static bool reject(hconn *hc, int status)
     const char *reason = goro_http_status_text(status);
     char buf[256];
     char body[96];
-    size_t bl = (size_t)put_u64(body, (uint64_t)status);
+    size_t bl = (size_t)goro__fmt_u64(body, (uint64_t)status);
     body[bl++] = ' ';
     size_t rl = strlen(reason);
     memcpy(body + bl, reason, rl);
     bl += rl;
     char *p = buf;
     PUT_LIT(p, "HTTP/1.1 ");
-    p += put_u64(p, (uint64_t)status);
+    p += goro__fmt_u64(p, (uint64_t)status);
     *p++ = ' ';
     memcpy(p, reason, rl);
     p += rl;
     PUT_LIT(p, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
                "Content-Length: ");
-    p += put_u64(p, bl);
+    p += goro__fmt_u64(p, bl);
     PUT_LIT(p, "\r\n\r\n");
     memcpy(p, body, bl);
     p += bl;

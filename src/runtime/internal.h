@@ -81,6 +81,9 @@ GORO__NORETURN void goro__panic_at(const char *file, int line, const char *fmt, 
 
 /* Write a whole buffer to fd, async-signal-safe; returns 0 or -errno. */
 int goro__write_all(int fd, const void *buf, size_t len);
+/* Decimal digits of v at buf (at least 20 bytes), no terminator; returns
+ * their count. Async-signal-safe (fault handlers, dumps). */
+size_t goro__fmt_u64(char *buf, uint64_t v);
 
 /* ---- clocks -------------------------------------------------------------- */
 

@@ -27,6 +27,19 @@ int goro__write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+size_t goro__fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 void goro__panic_at(const char *file, int line, const char *fmt, ...)
 {
     char msg[512], out[768];

@@ -59,18 +59,6 @@ static uintptr_t fault_sp(void *ucv, uintptr_t addr)
 #endif
 }
 
-static size_t fmt_u64(char *buf, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static void fault_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -95,7 +83,7 @@ static void fault_handler(int sig, siginfo_t *si, void *uc)
             static const char post[] = " while another running goroutine had overwritten the "
                                        "canary of its stack:\n";
             char num[24];
-            size_t n = cur ? fmt_u64(num, cur->base.id) : 0;
+            size_t n = cur ? goro__fmt_u64(num, cur->base.id) : 0;
             goro__write_all(2, pre, sizeof pre - 1);
             goro__write_all(2, cur ? num : "(none)", cur ? n : 6);
             goro__write_all(2, post, sizeof post - 1);
@@ -105,7 +93,7 @@ static void fault_handler(int sig, siginfo_t *si, void *uc)
     if (m && m->curg) {
         static const char msg[] = "goro: fatal signal in goroutine ";
         char num[24];
-        size_t n = fmt_u64(num, m->curg->base.id);
+        size_t n = goro__fmt_u64(num, m->curg->base.id);
         goro__write_all(2, msg, sizeof msg - 1);
         goro__write_all(2, num, n);
         if (m->curg->info.file) {

@@ -651,18 +651,6 @@ GORO__NO_SANITIZE goro__g *goro__stack_overrun_running(void)
 }
 
 
-static size_t fmt_u64(char *buf, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static size_t append(char *buf, size_t at, size_t cap, const char *s)
 {
@@ -678,13 +666,13 @@ void goro__stack_overflow_report(goro__g *g)
     char buf[768], num[24];
     size_t n = 0, cap = sizeof buf;
     n = append(buf, n, cap, "goroutine ");
-    num[fmt_u64(num, g->base.id)] = 0;
+    num[goro__fmt_u64(num, g->base.id)] = 0;
     n = append(buf, n, cap, num);
     n = append(buf, n, cap, " (created at ");
     if (g->info.file) {
         n = append(buf, n, cap, g->info.file);
         n = append(buf, n, cap, ":");
-        num[fmt_u64(num, (uint64_t)(g->info.line > 0 ? g->info.line : 0))] = 0;
+        num[goro__fmt_u64(num, (uint64_t)(g->info.line > 0 ? g->info.line : 0))] = 0;
         n = append(buf, n, cap, num);
         if (g->info.func) {
             n = append(buf, n, cap, " in ");
@@ -702,7 +690,7 @@ void goro__stack_overflow_report(goro__g *g)
         n = append(buf, n, cap, hex);
     }
     n = append(buf, n, cap, ") overflowed its stack of ");
-    num[fmt_u64(num, (uint64_t)(g->stack_hi - g->stack_lo))] = 0;
+    num[goro__fmt_u64(num, (uint64_t)(g->stack_hi - g->stack_lo))] = 0;
     n = append(buf, n, cap, num);
     n = append(buf, n, cap, " bytes\n");
     if (g->stack_canary)

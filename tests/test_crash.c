@@ -24,21 +24,6 @@
  * dump checks look for it). */
 #define NO_TAIL_CALL() __asm__ volatile("" ::: "memory")
 
-/* Write a line to fd 1 at once (the parent waits for these). */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        ssize_t w = write(1, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-        (void)w;
-    }
-}
-
 /* ========================================================================= */
 /* Child scenarios                                                            */
 /* ========================================================================= */
@@ -86,7 +71,7 @@ static int __attribute__((noinline)) overflow_deep(int depth, volatile char *pre
 static void overflow_fn(void *arg)
 {
     (void)arg;
-    say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
+    gt_say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
     overflow_deep(0, NULL);
 }
 
@@ -143,7 +128,7 @@ static void sigquit_main(void *arg)
 {
     (void)arg;
     quit_setup();
-    say("READY\n");
+    gt_say("READY\n");
     goro_sleep(30 * GORO_SECOND); /* SIGQUIT must end the process long before */
 }
 
@@ -151,10 +136,10 @@ static void sigquit_dump_main(void *arg)
 {
     (void)arg;
     quit_setup();
-    say("READY\n");
+    gt_say("READY\n");
     for (int i = 1; i <= 6000; i++) {
         goro_sleep(10 * MS);
-        say("TICK %d\n", i);
+        gt_say("TICK %d\n", i);
     }
 }
 
@@ -181,7 +166,7 @@ static void longrun_progress(void *arg)
 static void longrun_spinner(void *arg)
 {
     longrun_state *s = arg;
-    say("SPINNER %llu\n", (unsigned long long)goro_id());
+    gt_say("SPINNER %llu\n", (unsigned long long)goro_id());
     atomic_store(&s->spinning, 1);
     int64_t t0 = goro_now();
     uint64_t x = 0;
@@ -204,7 +189,7 @@ static void longrun_main(void *arg)
     goro_waitgroup_wait(&s->spin_wg);
     atomic_store(&s->stop, 1);
     goro_waitgroup_wait(&s->progress_wg);
-    say("PROGRESS %ld %ld\n", atomic_load(&s->ticks), atomic_load(&s->ticks_during));
+    gt_say("PROGRESS %ld %ld\n", atomic_load(&s->ticks), atomic_load(&s->ticks_during));
 }
 
 static int run_scenario(const char *sc)

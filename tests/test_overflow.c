@@ -38,21 +38,6 @@
 #define MS GORO_MILLISECOND
 #define STACK_SIZE (64 * 1024)
 
-/* Write a line to fd 1 at once (the parent looks for these). */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        ssize_t w = write(1, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-        (void)w;
-    }
-}
-
 /* ========================================================================= */
 /* Child scenarios                                                            */
 /* ========================================================================= */
@@ -74,7 +59,7 @@ static int __attribute__((noinline)) recurse(int depth, volatile char *prev)
 static void recurse_fn(void *arg)
 {
     (void)arg;
-    say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
+    gt_say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
     recurse(0, NULL);
 }
 
@@ -96,7 +81,7 @@ static void __attribute__((noinline)) fill_down_to(uintptr_t target)
 static void bigframe_fn(void *arg)
 {
     (void)arg;
-    say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
+    gt_say("OVERFLOW_ID %llu\n", (unsigned long long)goro_id());
     /* This frame is within the top page of the stack slot (only the
      * goroutine record and the start trampoline lie above it), so the slot
      * ends at the next page boundary; its lowest page (guard page or, on a
@@ -107,9 +92,9 @@ static void bigframe_fn(void *arg)
     uintptr_t slot_end = (fp + page) & ~(uintptr_t)(page - 1);
     uintptr_t target = slot_end - STACK_SIZE + page / 2;
     fill_down_to(target);
-    say("RETURNED\n"); /* a canary-only stack gets here */
+    gt_say("RETURNED\n"); /* a canary-only stack gets here */
     goro_sleep(MS);    /* a switch: the canary is checked */
-    say("NOT DETECTED\n");
+    gt_say("NOT DETECTED\n");
 }
 
 /* The reports must name the goro_go call on the line after each enum. */
@@ -152,9 +137,9 @@ static void exhaust_main(void *arg)
         goro_go(blocker, NULL);
         goro_sleep(0);
         if (i % 10 == 0)
-            say("SPAWNED %d\n", i);
+            gt_say("SPAWNED %d\n", i);
     }
-    say("ALL RUNNING\n"); /* must not be reached with strict,max=16 */
+    gt_say("ALL RUNNING\n"); /* must not be reached with strict,max=16 */
     goro_sleep(30 * GORO_SECOND);
 }
 
@@ -179,7 +164,7 @@ static int run_scenario(const char *sc)
         rc = goro_run(exhaust_main, NULL, &o);
     } else if (strcmp(sc, "run") == 0) {
         rc = goro_run(nop_main, NULL, &o);
-        say("RC %d\n", rc);
+        gt_say("RC %d\n", rc);
         return 0;
     } else {
         fprintf(stderr, "unknown scenario '%s'\n", sc);

@@ -458,6 +458,19 @@ char *gt_dump_block(const char *header)
 /* Child processes                                                            */
 /* ------------------------------------------------------------------------- */
 
+void gt_say(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        ssize_t w = write(1, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
+    }
+}
+
 const char *gt_child_scenario(void)
 {
     const char *s = getenv(GT_SCENARIO_ENV);

@@ -196,6 +196,10 @@ char *gt_dump_block(const char *header);
  * process is a child and must run that scenario instead of cmocka). */
 const char *gt_child_scenario(void);
 
+/* In a child scenario: write one formatted line (at most 255 bytes) to fd 1
+ * at once, unbuffered, for the parent to wait on. */
+void gt_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 typedef struct gt_child {
     pid_t pid;
     int out_fd; /* child's stdout, -1 once at EOF */

@@ -43,9 +43,10 @@
  * single poller (sleeps in epoll_wait until the earliest timer or I/O) or
  * parks on its futex. Idle threads use no CPU.
  *
- * Timers. Due timers of the current P run at every switch, but only after
- * the commit of the goroutine that left (run_due_timers): a callback may
- * need the queue lock a parking goroutine holds until then. A P stuck in
+ * Timers. Due timers of the current P run once per switch: before it, so
+ * what they ready can run next, or - when the goroutine leaving holds a
+ * queue lock until its commit - right after that commit (run_due_timers):
+ * a callback may need that very lock. A P stuck in
  * one goroutine (a raw blocking call) has its queue and timers handed to
  * other Ps by sysmon (goro__sched_handoff_stuck).
  *
@@ -641,10 +642,9 @@ static void park_timeout(goro__timer *t)
         goro__ready(g, false);
 }
 
-/* Due timers of the current P, run by whatever context resumes after a
- * switch, once the previous goroutine's commit is done. Never before it: a
- * timer callback may need the very lock a parking goroutine holds until its
- * commit (a context deadline closing the done channel that goroutine is
+/* Due timers of the current P. Never run while a parking goroutine still
+ * holds its queue lock (before its commit): a timer callback may need that
+ * very lock (a context deadline closing the done channel the goroutine is
  * parking on), and the thread would spin on it forever. */
 static inline __attribute__((always_inline)) void run_due_timers(goro__m *m)
 {
@@ -713,8 +713,12 @@ static inline __attribute__((always_inline)) void after_switch(void)
     int kind = m->after.kind;
     if (kind == GORO__AFTER_NONE)
         return;
+    /* schedule_from ran the due timers before the switch unless the
+     * goroutine leaving held a queue lock until this commit. */
+    bool timers_late = kind == GORO__AFTER_PARK && m->after.commit;
     after_switch_kind(m, kind);
-    run_due_timers(m);
+    if (timers_late)
+        run_due_timers(m);
 }
 
 void goro__after_switch(void) { after_switch(); }

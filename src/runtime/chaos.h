@@ -35,7 +35,7 @@ void goro__chaos_print_seed(void);
 #define GORO__CHAOS_G(site) ((void)0)
 #endif
 
-/* Sites (for statistics and future per-site tuning). */
+/* Sites: they name the window at each mark; the engine treats all alike. */
 enum {
     GORO__CH_LOCK = 1,      /* before taking a runtime spinlock */
     GORO__CH_UNLOCK,        /* after releasing one */

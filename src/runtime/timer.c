@@ -201,18 +201,29 @@ void goro__timers_stop(void)
     goro__spin_unlock(&tw_lock);
 }
 
-static bool timer_del_heap(goro__timer *t);
+/* Locked p: remove t if it is still on p's heap. */
+static bool heap_take_locked(goro__p *p, goro__timer *t)
+{
+    if (atomic_load_explicit(&t->p, memory_order_relaxed) != p ||
+        atomic_load_explicit(&t->state, memory_order_relaxed) != GORO__TIMER_HEAP)
+        return false; /* it moved or fired meanwhile */
+    heap_remove(p, (uint32_t)t->idx);
+    t->idx = -1;
+    atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
+    return true;
+}
 
-/* Persistent timers: tw_lock is held only to find the timer and lock its
- * heap (so teardown cannot free the heap under us), never while waiting for
- * a firing callback - that callback may itself disarm a child context's
+/* For a persistent timer, tw_lock is held only to find the timer and lock
+ * its heap (so teardown cannot free the heap under us), never while waiting
+ * for a firing callback: that callback may itself disarm a child context's
  * timer and need tw_lock. */
 bool goro__timer_del(goro__timer *t)
 {
-    if (!t->persist)
-        return timer_del_heap(t);
+    bool persist = t->persist;
     for (unsigned spins = 0;; spins++) {
-        goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
+        if (persist)
+            goro__spin_lock_r(&tw_lock, GORO__RANK_TW);
         uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
         if (st == GORO__TIMER_PENDING) {
             pending_unlink(t);
@@ -221,54 +232,21 @@ bool goro__timer_del(goro__timer *t)
             return true;
         }
         goro__p *p = atomic_load_explicit(&t->p, memory_order_acquire);
-        if (p && st == GORO__TIMER_HEAP) {
+        if (p) {
             goro__spin_lock(&p->timers_lock);
-            goro__spin_unlock(&tw_lock);
-            bool here = atomic_load_explicit(&t->p, memory_order_relaxed) == p &&
-                        atomic_load_explicit(&t->state, memory_order_relaxed) == GORO__TIMER_HEAP;
-            if (here) {
-                heap_remove(p, (uint32_t)t->idx);
-                t->idx = -1;
-                atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
-                atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
-            }
+            if (persist)
+                goro__spin_unlock(&tw_lock);
+            bool taken = heap_take_locked(p, t);
             goro__spin_unlock(&p->timers_lock);
-            if (here)
+            if (taken)
                 return true;
             continue;
         }
-        goro__spin_unlock(&tw_lock);
+        if (persist)
+            goro__spin_unlock(&tw_lock);
         if (st == GORO__TIMER_IDLE)
             return false;
-        if (spins < 64)
-            goro__cpu_relax();
-        else
-            sched_yield();
-    }
-}
-
-static bool timer_del_heap(goro__timer *t)
-{
-    for (unsigned spins = 0;; spins++) {
-        goro__p *p = atomic_load_explicit(&t->p, memory_order_acquire);
-        if (p) {
-            goro__spin_lock(&p->timers_lock);
-            if (atomic_load_explicit(&t->p, memory_order_relaxed) == p &&
-                atomic_load_explicit(&t->state, memory_order_relaxed) == GORO__TIMER_HEAP) {
-                heap_remove(p, (uint32_t)t->idx);
-                t->idx = -1;
-                atomic_store_explicit(&t->p, NULL, memory_order_relaxed);
-                atomic_store_explicit(&t->state, GORO__TIMER_IDLE, memory_order_relaxed);
-                goro__spin_unlock(&p->timers_lock);
-                return true;
-            }
-            goro__spin_unlock(&p->timers_lock);
-            continue; /* it moved or fired meanwhile: look again */
-        }
-        uint32_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (s == GORO__TIMER_IDLE)
-            return false;
-        if (s == GORO__TIMER_FIRING) {
+        if (st == GORO__TIMER_FIRING) {
             if (spins < 64)
                 goro__cpu_relax();
             else

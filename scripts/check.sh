@@ -153,9 +153,11 @@ do_valgrind() {
         t0=$(date +%s)
         # Errors of any kind, and definite leaks, fail the group; goro's own
         # code must be clean (a suppression is only for third-party code).
-        # Timing checks keep their thresholds: memcheck slows computation,
-        # not the clock, and these groups mostly wait. --fair-sched: memcheck
-        # runs one thread at a time, and by default a thread that keeps
+        # Timing bounds stretch by gt_slow()'s valgrind factor (the tests
+        # detect memcheck with RUNNING_ON_VALGRIND): memcheck slows
+        # computation, so a wait that ends when another thread has computed
+        # something (an HTTP request, a first symbolization) takes longer.
+        # --fair-sched: memcheck runs one thread at a time, and by default a thread that keeps
         # running can starve a woken one for seconds (seen in
         # test_sync's starvation check: 2.8 s).
         rc=0

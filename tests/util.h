@@ -69,7 +69,11 @@ size_t gt_scale(const char *what, size_t plain, size_t asan, size_t tsan);
  * of several tries): 30 ms plain, more under sanitizers. */
 int64_t gt_late_tolerance(void);
 
-/* Multiply a generous timeout (hang detection) for sanitizer builds. */
+/* True when the process runs under valgrind (any tool). */
+bool gt_under_valgrind(void);
+
+/* Multiply a generous timeout or latency bound for slow runs: x3 under
+ * ASan, x5 under TSan and under valgrind. */
 int64_t gt_slow(int64_t ns);
 
 /* ------------------------------------------------------------------------- */

@@ -267,6 +267,12 @@ static void pass(int64_t now)
     pthread_mutex_lock(&wd.lock);
     int W = opt_windows();
     double period_s = (double)opt_period() / GORO_SECOND;
+    /* Two loops: every group's history is shifted before any is judged,
+     * because family_grew() sums the histories of other groups. Judged
+     * in the same loop, a group visited later would still hold last
+     * pass's count at [0]: the sum would mix passes, and a family whose
+     * members move from one group to another faster each period (a pool
+     * under rising load) would seem to grow. */
     for (size_t i = 0; i < wd.cap; i++) {
         for (wgroup **pp = &wd.slots[i], *g; (g = *pp);) {
             memmove(&g->hist[1], &g->hist[0], MAXW * sizeof g->hist[0]);
@@ -274,7 +280,7 @@ static void pass(int64_t now)
             if (g->npass <= MAXW)
                 g->npass++;
             g->unseen = g->count ? 0 : g->unseen + 1;
-            /* An empty group is kept W+1 passes, so that family() below
+            /* An empty group is kept W+1 passes, so that family_grew()
              * still sees the members that moved away from it. */
             if (g->unseen >= (uint32_t)(W + 10) || (!g->reported && g->unseen > (uint32_t)W)) {
                 *pp = g->next;
@@ -284,6 +290,10 @@ static void pass(int64_t now)
                 continue;
             }
             pp = &g->next;
+        }
+    }
+    for (size_t i = 0; i < wd.cap; i++) {
+        for (wgroup *g = wd.slots[i]; g; g = g->next) {
             bool grew = g->npass > (uint32_t)W;
             for (int w = 0; grew && w < W; w++)
                 grew = g->hist[w] > g->hist[w + 1];

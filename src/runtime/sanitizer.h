@@ -37,6 +37,22 @@ static inline void goro__san_stack_reset(goro__g *g)
 #endif
 }
 
+/* Stack memory is about to be unmapped: clear what ASan's shadow says
+ * about it (the redzones of frames never returned from: goroutines still
+ * parked at shutdown, slots freed without a reuse). The shadow outlives
+ * munmap, so a later mapping at the same addresses (libbacktrace's arena,
+ * the next runtime's regions) would report a false stack-buffer-underflow
+ * on its first write. */
+static inline void goro__san_unmap_reset(void *lo, size_t len)
+{
+#if GORO__ASAN
+    __asan_unpoison_memory_region(lo, len);
+#else
+    (void)lo;
+    (void)len;
+#endif
+}
+
 static inline void *goro__san_fiber_create(void)
 {
 #if GORO__TSAN

@@ -55,6 +55,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "runtime/fork.h"
+#include "runtime/sanitizer.h"
 #include "runtime/vg.h"
 
 #ifndef MADV_GUARD_INSTALL
@@ -222,6 +223,7 @@ void goro__stack_fini(void)
                     VALGRIND_STACK_DEREGISTER(r->vg_ids[j]);
             free(r->vg_ids);
         }
+        goro__san_unmap_reset(r->base - st.page, (size_t)r->nslots * st.stack_size + st.page);
         munmap(r->base - st.page, (size_t)r->nslots * st.stack_size + st.page);
         size_t nwords = ((size_t)st.per_region + 63) / 64 * 8;
         goro__free_wiped(r->dirty, nwords);

@@ -157,9 +157,9 @@ do_valgrind() {
         # detect memcheck with RUNNING_ON_VALGRIND): memcheck slows
         # computation, so a wait that ends when another thread has computed
         # something (an HTTP request, a first symbolization) takes longer.
-        # --fair-sched: memcheck runs one thread at a time, and by default a thread that keeps
-        # running can starve a woken one for seconds (seen in
-        # test_sync's starvation check: 2.8 s).
+        # --fair-sched: memcheck runs one thread at a time, and by default
+        # a thread that keeps running can starve a woken one for seconds
+        # (seen in test_sync's starvation check: 2.8 s).
         rc=0
         timeout -k 10 "$vg_timeout" valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full \
             --show-leak-kinds=definite --errors-for-leak-kinds=definite $supp \

@@ -15,12 +15,6 @@
 
 #include "util.h"
 
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND 0
-#endif
-
 #define MS GORO_MILLISECOND
 #define SEC GORO_SECOND
 
@@ -28,7 +22,7 @@
  * instruction many times slower) the size given for TSan. */
 static size_t scale(const char *what, size_t plain, size_t asan, size_t tsan)
 {
-    if (RUNNING_ON_VALGRIND && !GT_SANITIZED) {
+    if (gt_under_valgrind() && !GT_SANITIZED) {
         if (tsan != plain)
             fprintf(stderr, "note: %s scaled down from %zu to %zu under valgrind\n", what, plain,
                     tsan);

@@ -57,6 +57,22 @@
 #define GORO__TSAN 0
 #endif
 
+/* A full (store-load) barrier for the Dekker handshakes (wakep against the
+ * idle side, sysmon's deep sleep). On x86-64 a locked RMW on the stack top
+ * orders like mfence for ordinary memory and costs less (mfence also waits
+ * for non-temporal stores and executes serially): `make bench` measured
+ * select --procs 2 at 270 ns/op with mfence against 258 ns/op with it
+ * (257.6 before any barrier). TSan does not model inline assembly, so its
+ * builds keep the C11 fence it understands. */
+static inline __attribute__((always_inline)) void goro__full_barrier(void)
+{
+#if defined(__x86_64__) && !GORO__TSAN
+    __asm__ volatile("lock orq $0, (%%rsp)" ::: "memory", "cc");
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* Functions that read other goroutines' stacks or racy snapshot fields on
  * purpose (validated afterwards by a sequence number) are not instrumented. */
 #if defined(__clang__)

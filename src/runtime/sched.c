@@ -495,7 +495,8 @@ static void startm(goro__p *p, bool spinning)
  * queue. Without a store-load barrier on the waker's side its read may be
  * satisfied before its store is visible (x86 store buffer; weaker still on
  * arm64): both sides then miss each other and the work waits for the next
- * scheduling point of its P instead of an idle thread. The fence closes it. */
+ * scheduling point of its P instead of an idle thread. The barrier
+ * (goro__full_barrier) closes it. */
 GORO__NOINLINE static void wakep_slow(void)
 {
     uint32_t zero = 0;
@@ -511,7 +512,7 @@ void goro__wakep(void)
     /* Holding the only P: there is no idle P to hand work to. */
     if (S.nprocs == 1 && goro__curp())
         return;
-    atomic_thread_fence(memory_order_seq_cst);
+    goro__full_barrier();
     if (goro__load_acquire(&S.npidle) == 0 || goro__load_relaxed(&S.nmspinning) != 0)
         return;
     wakep_slow();

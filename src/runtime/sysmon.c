@@ -74,7 +74,7 @@ void goro__sysmon_wake(void)
  * we wake it. Without them sysmon could miss a busy P for a whole second. */
 void goro__sysmon_note_busy(void)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    goro__full_barrier();
     if (goro__load_relaxed(&sm.deep))
         goro__sysmon_wake();
 }
@@ -181,7 +181,7 @@ static void *sysmon_main(void *arg)
         bool deep = idle >= 3;
         if (deep) {
             atomic_store(&sm.deep, 1);
-            atomic_thread_fence(memory_order_seq_cst);
+            goro__full_barrier();
             if (goro__load_relaxed(&goro__sched_.npidle) != goro__sched_.nprocs) {
                 atomic_store(&sm.deep, 0); /* a P became busy meanwhile */
                 deep = false;

@@ -60,10 +60,10 @@
 /* A full (store-load) barrier for the Dekker handshakes (wakep against the
  * idle side, sysmon's deep sleep). On x86-64 a locked RMW on the stack top
  * orders like mfence for ordinary memory and costs less (mfence also waits
- * for non-temporal stores and executes serially): `make bench` measured
- * select --procs 2 at 270 ns/op with mfence against 258 ns/op with it
- * (257.6 before any barrier). TSan does not model inline assembly, so its
- * builds keep the C11 fence it understands. */
+ * for non-temporal stores and executes serially): with mfence, bench/ab.sh
+ * against the build before the barrier existed showed select --procs 2
+ * about 5% slower; with the locked RMW, within noise. TSan does not model
+ * inline assembly, so its builds keep the C11 fence it understands. */
 static inline __attribute__((always_inline)) void goro__full_barrier(void)
 {
 #if defined(__x86_64__) && !GORO__TSAN

@@ -1666,15 +1666,21 @@ typedef struct {
     goro_waitgroup wg;
 } gb_state;
 
+#define GB_COUNT 20
+
 static void gb_sleep_fn(void *arg)
 {
     gb_state *s = arg;
     atomic_store(&s->c_start, atomic_load(&s->counter));
     atomic_store(&s->fn_started, 1);
-    usleep(300 * 1000);
-    /* The dump must show this call in progress: on a loaded machine the
-     * dumper's 20 ms sleep may outlast 300 ms, so wait for it (bounded). */
-    for (int i = 0; i < 10000 && !atomic_load(&s->dump_taken); i++)
+    /* Block this thread until the other goroutine has counted 20 more
+     * (it can only if the processor was handed over: procs = 1) and the
+     * dump showing this call was taken; bounded, a wait on the real state
+     * rather than a fixed 300 ms, which a loaded machine can fill with
+     * two of the counter's wake-ups. */
+    for (int i = 0; i < 10000 && (!atomic_load(&s->dump_taken) ||
+                                  atomic_load(&s->counter) - atomic_load(&s->c_start) < GB_COUNT);
+         i++)
         usleep(1000);
     atomic_store(&s->c_end, atomic_load(&s->counter));
     atomic_store(&s->fn_done, 1);
@@ -1866,11 +1872,10 @@ static void test_blocking_hands_over_the_processor(void **st)
     assert_net_rc(s->blk_rc, 0);
     assert_true(atomic_load(&s->fn_done));
     long adv = atomic_load(&s->c_end) - atomic_load(&s->c_start);
-    fprintf(stderr, "goro_blocking (procs 1): the other goroutine counted %ld during the "
-                    "300 ms call\n",
+    fprintf(stderr, "goro_blocking (procs 1): the other goroutine counted %ld during the call\n",
             adv);
-    assert_true_msg(adv >= 20,
-                    "the counter advanced only %ld during a 300 ms goro_blocking call with "
+    assert_true_msg(adv >= GB_COUNT,
+                    "the counter advanced only %ld during a goro_blocking call of up to 10 s with "
                     "procs = 1: the processor was not handed over",
                     adv);
     assert_net_rc(s->dump_rc, 0);

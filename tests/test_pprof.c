@@ -1744,6 +1744,13 @@ static void test_goroutineleak_profile(void **st)
                         "goroutineleak debug=1: %ld private_waiter goroutines at "
                         "test_pprof.c:%d, want %d\n%s",
                         ct.want_count, lines[0], N_PRIVATE, txt);
+        /* Each group names where its goroutines were created (the fix
+         * location): a created_by label, spawner first. */
+        char want[96];
+        snprintf(want, sizeof want, "test_pprof.c:%d)", lines[1]);
+        const char *cb = strstr(txt, "\"created_by\":\"spawn_private_waiters (");
+        assert_true_msg(cb && strstr(cb, want), "goroutineleak debug=1: no created_by label "
+                        "naming spawn_private_waiters at test_pprof.c:%d\n%s", lines[1], txt);
         /* debug=2: "[chan receive (leaked)]" records */
         long n[2] = {0, 0};
         d2parser dp = {.on_rec = on_leak_rec, .arg = n};
@@ -1777,6 +1784,12 @@ static void test_goroutineleak_profile(void **st)
     assert_int_equal(raw_sum(&raw, "goroutineleak", "private_waiter", false), N_PRIVATE);
     assert_int_equal(raw_sum(&raw, "goroutineleak", NULL, false), N_PRIVATE);
     assert_true(strstr(traces, "private_waiter") != NULL);
+    /* The creation stack follows the blocked one: -top reaches the spawner. */
+    if (!raw_has_frame(&raw, "spawn_private_waiters", "test_pprof.c", lines[1], lines[1])) {
+        raw_print_frames(&raw, NULL);
+        fail_msg("goroutineleak: no spawn_private_waiters at test_pprof.c:%d", lines[1]);
+    }
+    assert_true_msg(strstr(top, "spawn_private_waiters") != NULL, "-top:\n%s", top);
     raw_free(&raw);
     free(top);
     free(traces);

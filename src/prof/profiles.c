@@ -15,7 +15,11 @@
  *                 its stacks' bytes, which Go's heap profile cannot show
  *  threadcreate   the runtime's threads by the stack that created them
  *  block, mutex   syncprof.c's records
- *  goroutineleak  the goroutines a reachability scan found leaked
+ *  goroutineleak  the goroutines a reachability scan found leaked; each
+ *                 sample's stack continues with the goroutine's creation
+ *                 stack (pprof's views reach the spawner) and carries a
+ *                 created_by label, "run_async (service.c:59) <-
+ *                 handle_work (service.c:91)" (goro's frames skipped)
  *  CPU            cpuprof.c's samples over `seconds`
  *
  * Locking: none of its own; collectors read through their modules' APIs.
@@ -30,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "debug/goinfo.h"
 #include "debug/leakscan.h"
 #include "prof/cpuprof.h"
 #include "prof/heapprof.h"
@@ -62,6 +67,7 @@ typedef struct sent {
     uint32_t npc;
     bool exact;       /* pcs[0] is not a return address */
     char *lkey, *lval; /* one string label (owned), or NULL */
+    char *lkey2, *lval2; /* a second one (goroutineleak: created_by), or NULL */
     int64_t num;       /* numeric label "bytes" (0: none) */
     int64_t v[4];
     int64_t raw[4];
@@ -99,6 +105,8 @@ static void sset_free(sset *s)
             next = e->next;
             free(e->lkey);
             free(e->lval);
+            free(e->lkey2);
+            free(e->lval2);
             free(e);
         }
     free(s->slots);
@@ -106,8 +114,9 @@ static void sset_free(sset *s)
 }
 
 /* Add values to the entry for (pcs, labels), creating it. */
-static sent *sset_add(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, const char *lk,
-                      const char *lv, int64_t num, const int64_t *v, const int64_t *raw)
+static sent *sset_add2(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, const char *lk,
+                       const char *lv, const char *lk2, const char *lv2, int64_t num,
+                       const int64_t *v, const int64_t *raw)
 {
     if (s->n * 2 >= s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 1024;
@@ -125,10 +134,13 @@ static sent *sset_add(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, con
         s->cap = ncap;
     }
     uint64_t h = key_hash(pcs, n, exact, lk, lv, num);
+    if (lk2)
+        h ^= key_hash(NULL, 0, false, lk2, lv2, 0) * 0x9E3779B97F4A7C15ull;
     sent **head = &s->slots[h & (s->cap - 1)], *e;
     for (e = *head; e; e = e->next)
         if (e->hash == h && e->npc == n && e->exact == exact && e->num == num &&
-            streq(e->lkey, lk) && streq(e->lval, lv) && !memcmp(e->pcs, pcs, n * sizeof *pcs))
+            streq(e->lkey, lk) && streq(e->lval, lv) && streq(e->lkey2, lk2) &&
+            streq(e->lval2, lv2) && !memcmp(e->pcs, pcs, n * sizeof *pcs))
             break;
     if (!e) {
         e = calloc(1, sizeof *e + n * sizeof *pcs);
@@ -140,6 +152,8 @@ static sent *sset_add(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, con
         e->num = num;
         e->lkey = lk ? strdup(lk) : NULL;
         e->lval = lv ? strdup(lv) : NULL;
+        e->lkey2 = lk2 ? strdup(lk2) : NULL;
+        e->lval2 = lv2 ? strdup(lv2) : NULL;
         memcpy(e->pcs, pcs, n * sizeof *pcs);
         e->next = *head;
         *head = e;
@@ -153,6 +167,12 @@ static sent *sset_add(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, con
     return e;
 }
 
+static sent *sset_add(sset *s, const uintptr_t *pcs, uint32_t n, bool exact, const char *lk,
+                      const char *lv, int64_t num, const int64_t *v, const int64_t *raw)
+{
+    return sset_add2(s, pcs, n, exact, lk, lv, NULL, NULL, num, v, raw);
+}
+
 /* s1 -= s0, key by key (delta profiles). */
 static int sset_sub(sset *s1, const sset *s0)
 {
@@ -161,7 +181,8 @@ static int sset_sub(sset *s1, const sset *s0)
         for (const sent *e = s0->slots[i]; e; e = e->next) {
             for (int k = 0; k < 4; k++)
                 neg[k] = -e->v[k];
-            if (!sset_add(s1, e->pcs, e->npc, e->exact, e->lkey, e->lval, e->num, neg, NULL))
+            if (!sset_add2(s1, e->pcs, e->npc, e->exact, e->lkey, e->lval, e->lkey2, e->lval2,
+                           e->num, neg, NULL))
                 return -ENOMEM;
         }
     return 0;
@@ -179,9 +200,36 @@ static uint32_t self_stack(uintptr_t fp, uintptr_t *pcs, uint32_t max)
 }
 
 /* only: sorted ids to include (NULL: all). */
+/* "run_async (service.c:59) <- handle_work (service.c:91)": where a
+ * goroutine was created, spawner first, a few frames (goro's own skipped). */
+static void created_by(goro__symcache *c, const goro__gsnap *snap, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = 0;
+    int shown = 0;
+    for (uint32_t i = 0; i < snap->info.npc && shown < 2 && off + 1 < len; i++) {
+        goro_frame f;
+        goro__frame_of(c, snap->info.pc[i], false, &f);
+        if (!strncmp(f.func, "goro_", 5))
+            continue;
+        int k = snprintf(buf + off, len - off, "%s%s (%s:%d)", shown ? " <- " : "", f.func,
+                         goro__short_file(f.file), f.line);
+        if (k < 0)
+            break;
+        off += (size_t)k < len - off ? (size_t)k : len - off - 1;
+        shown++;
+    }
+}
+
+/* only != NULL (goroutineleak): just those goroutines, each sample's stack
+ * followed by its creation stack (so that pprof's views reach the spawner,
+ * run_async in the story) and labelled created_by (created_by() above). */
 static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_t nonly)
 {
     s->nvals = 1;
+    goro__symcache *sc = NULL;
+    if (only && !(sc = goro__symcache_new()))
+        return -ENOMEM;
     goro__gsnap *snap = malloc(sizeof *snap);
     if (!snap)
         return -ENOMEM;
@@ -226,11 +274,25 @@ static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_
             exact = true;
         }
         bool named = snap->name[0] != 0;
+        if (only) {
+            uintptr_t all[64 + GORO__CREATE_DEPTH];
+            memcpy(all, pcs, n * sizeof *pcs);
+            for (uint32_t k = 0; k < snap->info.npc && n < 64 + GORO__CREATE_DEPTH; k++)
+                all[n++] = snap->info.pc[k];
+            char cb[256];
+            created_by(sc, snap, cb, sizeof cb);
+            if (!sset_add2(s, all, n, exact, named ? "name" : NULL, named ? snap->name : NULL,
+                           cb[0] ? "created_by" : NULL, cb[0] ? cb : NULL, 0, &one, NULL))
+                rc = -ENOMEM;
+            continue;
+        }
         if (!sset_add(s, pcs, n, exact, named ? "name" : NULL, named ? snap->name : NULL, 0, &one,
                       NULL))
             rc = -ENOMEM;
     }
     free(snap);
+    if (sc)
+        goro__symcache_free(sc);
     return rc;
 }
 
@@ -436,10 +498,12 @@ static int to_prof(const char *name, collected *c, int64_t duration, goro__prof 
                 any |= e->v[j] != 0;
             if (!any && duration == 0)
                 continue;
-            goro__prof_label labels[2];
+            goro__prof_label labels[3];
             uint32_t nl = 0;
             if (e->lkey)
                 labels[nl++] = (goro__prof_label){.key = e->lkey, .str = e->lval};
+            if (e->lkey2)
+                labels[nl++] = (goro__prof_label){.key = e->lkey2, .str = e->lval2};
             if (e->num)
                 labels[nl++] = (goro__prof_label){.key = "bytes", .num = e->num, .unit = "bytes"};
             if (goro__prof_add_sample(p, e->pcs, e->npc, e->exact, e->v, labels, nl)) {

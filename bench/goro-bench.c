@@ -794,7 +794,7 @@ static _Noreturn void bench_watchdog(long long n)
 
 /* Globals: what is reachable. The heap chunks hold only 0x5a bytes (no
  * pointers); the live half's channels are reachable from live_chans. */
-static unsigned char **leakscan_heap;
+static unsigned char **volatile leakscan_heap; /* volatile: the store must stay (the heap is live) */
 static goro_chan **live_chans;
 static goro_waitgroup leakscan_wg = GORO_WAITGROUP_INIT;
 

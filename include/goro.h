@@ -752,7 +752,7 @@ typedef struct goro_leak_scan_stats {
     size_t blocked;       /* blocked on primitives without a deadline: judged */
     size_t leaked;
     size_t threads;       /* threads stopped for the scan */
-    uint64_t heap_bytes;  /* memory scanned as heap */
+    uint64_t heap_bytes;  /* bytes of live heap blocks scanned (the reachable ones) */
     uint64_t scanned_bytes;
     int64_t pause_ns;     /* how long the world was stopped */
     int64_t total_ns;
@@ -763,12 +763,19 @@ typedef struct goro_leak_scan_stats {
  * blocked forever — on channels, select, Mutex, RWMutex, WaitGroup, Cond
  * or Once, without a deadline — on primitives that no live memory can reach
  * (roots: globals, thread stacks and registers, stacks of goroutines that
- * run, are runnable or wait on I/O, timers or system calls, and the whole
- * malloc heap; a blocked goroutine whose primitive is reachable is live
- * too, transitively). Matching is conservative: any word that points into
- * a primitive's memory block keeps it alive, so the scan can miss a leak
- * but does not report a goroutine that can still be woken. The world is
- * stopped (by a signal to every thread) while memory is scanned.
+ * run, are runnable or wait on I/O, timers or system calls, armed timers,
+ * and writable memory that is not malloc heap: shared and file-backed
+ * mappings, other anonymous mappings). The malloc heap is not a root: a
+ * heap block is live only when reachable from a root, transitively, and a
+ * blocked goroutine whose primitive is reachable is live too. A goroutine
+ * waiting on a context that nothing reaches and no deadline can cancel is
+ * leaked, as is a select with no cases or only NULL ones. Matching is
+ * conservative: any aligned word that points into a live block keeps it
+ * alive, so the scan can miss a leak but does not report a goroutine that
+ * can still be woken. The heap's blocks are read from glibc's chunk
+ * headers; memory the scan does not recognise (another allocator) is
+ * treated as a root. The world is stopped (by a signal to every thread)
+ * while memory is scanned.
  * *report is NULL when nothing leaked; stats (may be NULL) describes the
  * scan. Errors: -EPERM not called from a goroutine; -ENOTSUP in a sanitizer
  * build (stats->incomplete says why); -EAGAIN a thread could not be

@@ -8,8 +8,9 @@
  *
  * Algorithm:
  *  1. Prepare, with the world running: size the memory map, read the
- *     writable segments of loaded objects and the thread list; map every buffer the
- *     scan needs (a stopped thread may hold malloc's lock, so nothing is
+ *     writable segments of loaded objects and the thread list; plan the
+ *     heap map from the mappings (bitmaps with room for growth); map
+ *     every buffer the scan needs (a stopped thread may hold malloc's lock, so nothing is
  *     allocated while the world is stopped) — these buffers are excluded
  *     from the scan.
  *  2. Stop the world: a real-time signal to every other thread; its handler
@@ -19,31 +20,44 @@
  *     /proc/self/maps (raw reads into the scan's buffers): mappings made
  *     or removed while preparing are neither read after they are gone nor
  *     missed.
- *  3. Classify goroutines: blocked on primitives with no deadline ->
- *     candidates (with the objects they wait on); everything else (running,
+ *  3. Build the heap map (heapmap.c): the malloc heap's live blocks, from
+ *     glibc's chunk headers and the heap profiler's sample region.
+ *  4. Classify goroutines: blocked on primitives with no deadline ->
+ *     candidates (with the objects they wait on; a select with no cases,
+ *     or only NULL ones, waits on nothing); everything else (running,
  *     runnable, newborn, in I/O, sleeping, in a syscall, waiting with a
- *     deadline) -> roots.
- *  4. Objects: a channel is its malloc block; a sync primitive is the heap
- *     block that contains it (found by walking glibc's arenas), or belongs
- *     to the goroutine whose stack holds it, or lies in a global (always
- *     reachable); when its container cannot be determined it is treated as
- *     reachable.
+ *     deadline) -> roots. An object is the heap block that holds the
+ *     primitive (a channel is a block of its own), or belongs to the
+ *     goroutine whose stack holds it, or lies in a global (always
+ *     reachable); when its container cannot be determined the candidate is
+ *     treated as reachable.
  *  5. Mark from the roots: writable segments of loaded objects; each
  *     stopped thread's registers and stack above its stack pointer; root
  *     goroutines' stacks above their saved stack pointers (and the spawn
- *     argument of newborn and running ones); and the malloc heap — all private
- *     anonymous writable memory except goro's goroutine stacks, registry,
- *     newborn region, processor/thread records and the scan's own buffers.
- *     Any word pointing into an object marks it (conservative matching).
+ *     argument of newborn and running ones); armed timers (a context's
+ *     deadline timer lives in the context, which it can still cancel); and
+ *     every writable mapping that is neither a known heap block nor goro's
+ *     own (goroutine stacks, registry, newborn region, the scan's buffers):
+ *     anonymous memory the heap map does not recognise, shared and
+ *     file-backed mappings. The heap is not a root: a word pointing into a
+ *     live block marks it and queues its contents to be scanned (a mark
+ *     stack; when it overflows, every marked block is scanned again until
+ *     nothing new is marked). goro's own records in the heap (P and M
+ *     structures) are marked but never scanned: they hold stale copies.
+ *     A word pointing into an object marks the object; its waiters become
+ *     roots.
  *  6. Fixed point: a candidate with a marked object becomes a root; its
- *     stack is scanned; repeat. Candidates left are leaked.
+ *     stack is scanned, and the blocks it reaches; repeat. Candidates left
+ *     are leaked.
  *  7. Restart the world; symbolize afterwards.
  *
- * Failure modes (documented in README): a stale copy of a pointer in freed
- * heap memory, dead stack slots or registers hides a leak (false negative);
- * memory goro does not scan could only matter if it held the sole
- * reference to a primitive, and goro scans all anonymous writable memory.
- * The world stays stopped while the heap is scanned (~0.3 s per GiB here).
+ * Failure modes (documented in README): a stale copy of a pointer in dead
+ * stack slots, registers or glibc fastbin chunks (free, but indistinguish-
+ * able from live ones) hides a leak (false negative); memory that is not
+ * recognised as heap is scanned as a root, which can only hide a leak too.
+ * A timer callback running on a scheduler thread while the world stops
+ * holds its context only in that thread's frames, which are not scanned.
+ * The world stays stopped while the heap is walked and marked.
  * Sanitizer builds cannot be scanned (shadow memory, poisoned reads).
  */
 #define GORO__MUTEX_RANK GORO__RANK_SCHED /* lock.h */
@@ -64,6 +78,7 @@
 #include <unistd.h>
 
 #include "chan/chan_internal.h"
+#include "debug/heapmap.h"
 #include "prof/heapprof.h"
 #include "runtime/sched.h"
 
@@ -166,14 +181,8 @@ static int install_handler(void)
 
 /* ---- preparation (world running) ---------------------------------------------- */
 
-typedef struct mapping {
-    uintptr_t lo, hi;
-    bool anon_rw; /* private anonymous writable (heap candidates) */
-    bool heap;    /* [heap] */
-} mapping;
-
 typedef struct prep {
-    mapping *maps;       /* read again once the world is stopped (scan arena) */
+    goro__vma *maps;     /* read again once the world is stopped (scan arena) */
     size_t nmaps, capmaps;
     range *globals;
     size_t nglobals, capglobals;
@@ -185,7 +194,7 @@ typedef struct prep {
  * world is stopped (another thread may hold malloc's or stdio's locks).
  * Fills out[0..cap) when out is not NULL; *n gets the number of mappings
  * (also those past cap). buf is scratch space of buflen bytes. */
-GORO__NO_SANITIZE static int maps_parse(mapping *out, size_t cap, size_t *n, char *buf, size_t buflen)
+GORO__NO_SANITIZE static int maps_parse(goro__vma *out, size_t cap, size_t *n, char *buf, size_t buflen)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -219,6 +228,7 @@ GORO__NO_SANITIZE static int maps_parse(mapping *out, size_t cap, size_t *n, cha
         char perms[4] = {0};
         for (int k = 0; k < 4 && q < end; k++)
             perms[k] = *q++;
+        bool file = false;
         for (int field = 0; field < 3 && q < end; field++) { /* offset dev inode */
             while (q < end && *q == ' ')
                 q++;
@@ -226,8 +236,7 @@ GORO__NO_SANITIZE static int maps_parse(mapping *out, size_t cap, size_t *n, cha
                 unsigned long inode = 0;
                 while (q < end && *q >= '0' && *q <= '9')
                     inode = inode * 10 + (unsigned long)(*q++ - '0');
-                if (inode)
-                    perms[2] = 'F'; /* file-backed: mark as not anonymous */
+                file = inode != 0;
             } else {
                 while (q < end && *q != ' ')
                     q++;
@@ -238,12 +247,17 @@ GORO__NO_SANITIZE static int maps_parse(mapping *out, size_t cap, size_t *n, cha
         size_t plen = (size_t)(end - q);
         if (v[1] > v[0]) {
             if (out && count < cap) {
-                mapping *m = &out[count];
-                m->lo = v[0];
-                m->hi = v[1];
-                m->heap = plen == 6 && memcmp(q, "[heap]", 6) == 0;
-                m->anon_rw = perms[0] == 'r' && perms[1] == 'w' && perms[2] != 'F' &&
-                             perms[3] == 'p' && (m->heap || plen == 0);
+                uint32_t f = (perms[0] == 'r' ? GORO__VMA_R : 0) | (perms[1] == 'w' ? GORO__VMA_W : 0) |
+                             (perms[3] == 's' ? GORO__VMA_SHARED : 0) | (file ? GORO__VMA_FILE : 0);
+                if (plen == 6 && memcmp(q, "[heap]", 6) == 0)
+                    f |= GORO__VMA_HEAP;
+                else if (plen > 0 && q[0] == '[' && !(plen > 6 && memcmp(q, "[anon:", 6) == 0))
+                    f |= GORO__VMA_SPECIAL; /* [stack], [vvar], [vdso], ... */
+                else if (plen > 5 && memcmp(q, "/dev/", 5) == 0 &&
+                         !(plen >= 9 && memcmp(q, "/dev/zero", 9) == 0) &&
+                         !(plen > 9 && memcmp(q, "/dev/shm/", 9) == 0))
+                    f |= GORO__VMA_SPECIAL; /* device memory: never read it */
+                out[count] = (goro__vma){.lo = v[0], .hi = v[1], .flags = f};
             }
             count++;
         }
@@ -343,6 +357,13 @@ typedef struct scan {
     uint64_t scanned;
     uint32_t *owned;     /* objects with an owner, sorted by owner */
     size_t nowned;
+    goro__heapmap hm;    /* heap blocks (heapmap.c) */
+    range *noscan;       /* goro's own records: marked, never scanned */
+    size_t nnoscan;
+    range *mstack;       /* marked blocks not scanned yet */
+    size_t nmstack, capmstack;
+    bool overflow;       /* a marked block did not fit on mstack */
+    uint64_t heap_scanned;
 } scan;
 
 static inline size_t page_hash(uintptr_t a, size_t bits)
@@ -388,6 +409,52 @@ static void mark_from(scan *s, uint32_t k, uintptr_t by)
     }
 }
 
+static bool in_sorted(const range *r, size_t n, uintptr_t lo, uintptr_t hi)
+{
+    size_t a = 0, b = n;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (r[mid].hi <= lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    return a < n && r[a].lo < hi;
+}
+
+/* Objects (primitives waited on) that lie in the heap block [lo, hi). */
+static void mark_objs_in(scan *s, uintptr_t lo, uintptr_t hi, uintptr_t by)
+{
+    if (hi <= s->omin || lo >= s->omax)
+        return;
+    size_t a = 0, b = s->nobjs;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (s->objs[s->order[mid]].lo < lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    for (; a < s->nobjs && s->objs[s->order[a]].lo < hi; a++)
+        mark_from(s, s->order[a], by);
+}
+
+/* A word that may point into a heap block: mark the block (once) and
+ * queue its contents, unless it is one of goro's own records. */
+GORO__NO_SANITIZE static inline void heap_mark(scan *s, uintptr_t w, uintptr_t by)
+{
+    goro__hblk b;
+    if (!goro__heapmap_find(&s->hm, w, &b) || !goro__heapmap_mark(&s->hm, &b))
+        return;
+    mark_objs_in(s, b.lo, b.hi, by);
+    if (in_sorted(s->noscan, s->nnoscan, b.lo, b.hi))
+        return;
+    if (s->nmstack < s->capmstack)
+        s->mstack[s->nmstack++] = (range){b.lo, b.hi};
+    else
+        s->overflow = true;
+}
+
 GORO__NO_SANITIZE static void scan_range(scan *s, uintptr_t lo, uintptr_t hi)
 {
     lo = GORO__ALIGN_UP(lo, 8);
@@ -395,10 +462,33 @@ GORO__NO_SANITIZE static void scan_range(scan *s, uintptr_t lo, uintptr_t hi)
         return;
     s->scanned += hi - lo;
     for (const uintptr_t *p = (const uintptr_t *)lo; (uintptr_t)p + 8 <= hi; p++) {
-        long k = find_obj(s, *p);
+        uintptr_t w = *p;
+        long k = find_obj(s, w);
         if (k >= 0)
             mark_from(s, (uint32_t)k, (uintptr_t)p);
+        if (w - s->hm.lo < s->hm.hi - s->hm.lo)
+            heap_mark(s, w, (uintptr_t)p);
     }
+}
+
+/* Scan the contents of every marked block not scanned yet. */
+static void drain(scan *s)
+{
+    while (s->nmstack) {
+        range r = s->mstack[--s->nmstack];
+        uint64_t before = s->scanned;
+        scan_range(s, r.lo, r.hi);
+        s->heap_scanned += s->scanned - before;
+    }
+}
+
+static void rescan_block(uintptr_t lo, uintptr_t hi, void *arg)
+{
+    scan *s = arg;
+    if (in_sorted(s->noscan, s->nnoscan, lo, hi))
+        return;
+    scan_range(s, lo, hi);
+    drain(s);
 }
 
 static void mark(scan *s, uint32_t k) { mark_from(s, k, 0); }
@@ -423,6 +513,16 @@ static void scan_word(scan *s, uintptr_t w)
     long k = find_obj(s, w);
     if (k >= 0)
         mark(s, (uint32_t)k);
+    heap_mark(s, w, 0);
+}
+
+/* An armed timer keeps what it will act on: the block holding it (a
+ * context's deadline timer lives in the context) and its argument. */
+static void timer_root(goro__timer *t, void *arg)
+{
+    scan *s = arg;
+    scan_word(s, (uintptr_t)t);
+    scan_word(s, (uintptr_t)t->arg);
 }
 
 /* Scan [lo, hi) minus the exclusion ranges. */
@@ -524,86 +624,6 @@ static int cmp_obj(const void *a, const void *b)
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/* ---- containers of sync primitives ------------------------------------------------ */
-
-enum { CONT_UNKNOWN, CONT_GLOBAL, CONT_STACK, CONT_BLOCK };
-
-/* glibc: walk the chunks of [lo, hi) starting at `first` and find the one
- * containing a; validates every step. Returns true and the user range. */
-GORO__NO_SANITIZE static bool chunk_walk(uintptr_t first, uintptr_t end, uintptr_t a, uintptr_t *ulo,
-                                         uintptr_t *uhi)
-{
-    uintptr_t c = first;
-    for (size_t steps = 0; c + 32 <= end && steps < (1u << 28); steps++) {
-        size_t size = ((const size_t *)c)[1] & ~(size_t)7;
-        if (size < 32 || (size & 15) || c + size > end)
-            return false;
-        if (a >= c + 16 && a < c + size) {
-            *ulo = c + 16;
-            *uhi = c + size;
-            return true;
-        }
-        c += size;
-    }
-    return false;
-}
-
-/* Does the chunk chain from `first` end exactly at `end`? (Validates a
- * guessed start of a non-main arena heap.) */
-GORO__NO_SANITIZE static bool chain_ends_at(uintptr_t first, uintptr_t end)
-{
-    uintptr_t c = first;
-    for (size_t steps = 0; steps < (1u << 26); steps++) {
-        if (c == end)
-            return true;
-        if (c + 32 > end)
-            return false;
-        size_t size = ((const size_t *)c)[1] & ~(size_t)7;
-        if (size < 32 || (size & 15) || c + size > end)
-            return false;
-        c += size;
-    }
-    return false;
-}
-
-GORO__NO_SANITIZE static bool heap_block(const prep *p, uintptr_t a, uintptr_t *lo, uintptr_t *hi)
-{
-    if (goro__heapprof_owns((const void *)a))
-        return goro__heapprof_block((const void *)a, lo, hi);
-    const mapping *m = NULL;
-    for (size_t i = 0; i < p->nmaps; i++)
-        if (a >= p->maps[i].lo && a < p->maps[i].hi) {
-            m = &p->maps[i];
-            break;
-        }
-    if (!m || !m->anon_rw)
-        return false;
-    if (m->heap) /* the main arena: chunks from the start of [heap] */
-        return chunk_walk(m->lo, m->hi, a, lo, hi);
-    /* A non-main arena heap: 64 MiB aligned, heap_info first; its chunks
-     * start somewhere in the first page and end at heap_info.size. */
-    uintptr_t hstart = a & ~(uintptr_t)((64u << 20) - 1);
-    if (hstart >= m->lo && hstart < m->hi) {
-        const size_t *hi_info = (const size_t *)hstart;
-        size_t used = hi_info[2];
-        if (used > 0 && used <= (64u << 20) && hstart + used <= m->hi) {
-            for (uintptr_t first = hstart + 32; first < hstart + 4096; first += 16)
-                if (chain_ends_at(first, hstart + used) &&
-                    chunk_walk(first, hstart + used, a, lo, hi))
-                    return true;
-        }
-    }
-    /* An mmapped chunk at the start of its mapping. */
-    const size_t *h = (const size_t *)m->lo;
-    if ((h[1] & 2) && (h[1] & ~(size_t)7) + h[0] <= m->hi - m->lo && a >= m->lo + 16 &&
-        a < m->lo + (h[1] & ~(size_t)7)) {
-        *lo = m->lo + 16;
-        *hi = m->lo + (h[1] & ~(size_t)7);
-        return true;
-    }
-    return false;
-}
-
 /* ---- the scan ---------------------------------------------------------------- */
 
 static int add_obj(scan *s, uintptr_t lo, uintptr_t hi, goro__g *owner, uint32_t *idx)
@@ -650,6 +670,20 @@ static int cmp_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+struct own_ranges {
+    goro__vma *v;
+    size_t n;
+};
+
+/* Mark the mappings that overlap one of goro's own regions as not heap. */
+static void own_cb(uintptr_t lo, uintptr_t hi, void *arg)
+{
+    struct own_ranges *o = arg;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->v[i].lo < hi && o->v[i].hi > lo)
+            o->v[i].flags |= GORO__VMA_SPECIAL;
+}
+
 int goro__leakscan(uintptr_t fp, goro__scan_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -670,12 +704,51 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         dl_iterate_phdr(phdr_cb, &p);
     if (rc == 0)
         rc = read_tids(&p);
+    /* Plan the heap map from the mappings as they are now (the heap can
+     * still grow before the world stops: planned with room to spare). */
+    goro__heapmap hm = {0};
+    goro__vma *pmaps = NULL;
+    size_t hm_bytes = 0;
+    if (rc == 0) {
+        size_t cap = p.nmaps * 2 + 64, n = 0;
+        pmaps = malloc(cap * sizeof *pmaps);
+        hm.capsegs = cap + 64;
+        hm.segs = malloc(hm.capsegs * sizeof *hm.segs);
+        char *buf = malloc(1u << 16);
+        if (!pmaps || !hm.segs || !buf)
+            rc = -ENOMEM;
+        else if ((rc = maps_parse(pmaps, cap, &n, buf, 1u << 16)) == 0) {
+            /* goro's own regions are not heap (and goroutine stacks may
+             * hold guard pages that fault when read). */
+            size_t nv = n < cap ? n : cap;
+            struct own_ranges own = {.v = pmaps, .n = nv};
+            goro__stack_regions(own_cb, &own);
+            goro__g_regions(own_cb, &own);
+            goro__heapmap_probe(&hm);
+            hm_bytes = goro__heapmap_plan(&hm, pmaps, nv);
+            if (hm.nsegs > hm.capsegs) { /* many large blocks: more room */
+                hm.capsegs = hm.nsegs + 64;
+                goro__hseg *ns = realloc(hm.segs, hm.capsegs * sizeof *ns);
+                if (ns) {
+                    hm.segs = ns;
+                    hm_bytes = goro__heapmap_plan(&hm, pmaps, nv);
+                }
+                if (!ns || hm.nsegs > hm.capsegs)
+                    hm.nsegs = 0; /* no heap map: the heap is a root */
+            }
+        }
+        free(buf);
+        free(pmaps);
+    }
     bool use_mincore = !swap_enabled();
     unsigned char *vec = mmap(NULL, (1u << 30) / 4096, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (vec == MAP_FAILED)
         vec = NULL;
     if (rc) {
+        if (vec)
+            munmap(vec, (1u << 30) / 4096);
+        free(hm.segs);
         free(p.globals);
         free(p.tids);
         pthread_mutex_unlock(&stw.lock);
@@ -691,18 +764,22 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     s.capobjs = ocap;
     s.capw = ocap;
     p.capmaps = p.nmaps * 2 + 1024; /* room for mappings made meanwhile */
-    s.capexcl = 1024 + p.capmaps + GORO__MAX_PROCS * 2 + 64;
+    s.capexcl = 1024 + p.capmaps + hm.nsegs + GORO__MAX_PROCS * 2 + 64;
+    s.capmstack = 1u << 20;
     s.bloom_bits = 1u << 23; /* 1 MiB */
     size_t stop_cap = p.ntids + 64;
     size_t bytes = gcap * sizeof(cand) + ocap * (sizeof(object) + sizeof(uint32_t) * 3) +
                    gcap * sizeof(uint32_t) + s.bloom_bits / 8 + s.capexcl * sizeof(range) +
                    gcap * sizeof(groot) + stop_cap * sizeof(tstop) + ocap * sizeof(uint32_t) +
-                   p.capmaps * sizeof(mapping) + (1u << 16) + (1u << 16);
+                   p.capmaps * sizeof(goro__vma) + (1u << 16) + (1u << 16) +
+                   2 * s.capexcl * sizeof(range) + s.capmstack * sizeof(range) +
+                   hm.nsegs * sizeof(goro__hseg) + hm_bytes + 4096;
     s.a.len = GORO__ALIGN_UP(bytes, 4096);
     s.a.base = mmap(NULL, s.a.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s.a.base == MAP_FAILED) {
         if (vec)
             munmap(vec, (1u << 30) / 4096);
+        free(hm.segs);
         free(p.globals);
         free(p.tids);
         pthread_mutex_unlock(&stw.lock);
@@ -720,6 +797,14 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     tstop *stops = aalloc(&s.a, stop_cap * sizeof *stops);
     p.maps = aalloc(&s.a, p.capmaps * sizeof *p.maps);
     char *scratch = aalloc(&s.a, 1u << 16);
+    s.noscan = aalloc(&s.a, s.capexcl * sizeof *s.noscan);
+    s.mstack = aalloc(&s.a, s.capmstack * sizeof *s.mstack);
+    s.hm = hm;
+    s.hm.capsegs = hm.nsegs;
+    s.hm.segs = aalloc(&s.a, hm.nsegs * sizeof *s.hm.segs + 16);
+    memcpy(s.hm.segs, hm.segs, hm.nsegs * sizeof *hm.segs);
+    free(hm.segs);
+    goro__heapmap_attach(&s.hm, aalloc(&s.a, hm_bytes + 16));
     size_t nroots = 0;
 
     /* Exclusions from the heap pass (known now; thread stacks added below). */
@@ -785,13 +870,29 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     }
 
     if (!res->incomplete) {
-        /* Thread stacks: excluded from the heap pass, scanned from sp. */
+        /* goro's own records (P and M structures live in the malloc heap):
+         * marked like any block, never scanned. */
+        memcpy(s.noscan, s.excl, s.nexcl * sizeof *s.excl);
+        s.nnoscan = s.nexcl;
+        qsort(s.noscan, s.nnoscan, sizeof *s.noscan, cmp_range);
+        /* Thread stacks are scanned from their stack pointers up (below):
+         * not again as writable memory. Only from sp to the mapping's end:
+         * the kernel merges a stack's mapping with neighbouring anonymous
+         * ones (large malloc blocks), which must stay visible. The dead
+         * part below sp of a thread goro does not own is scanned with
+         * the rest of its mapping (stale frames can only hide a leak). */
         for (size_t i = 0; i < stopped; i++) {
             uintptr_t sp = stops[i].sp;
             for (size_t k = 0; k < p.nmaps; k++)
                 if (sp >= p.maps[k].lo && sp < p.maps[k].hi)
-                    excl_add(&s, p.maps[k].lo, p.maps[k].hi);
+                    excl_add(&s, sp - 128 > p.maps[k].lo ? (sp - 128) & ~(uintptr_t)7 : p.maps[k].lo,
+                             p.maps[k].hi);
         }
+        /* The heap's blocks; what they do not cover stays a root. */
+        goro__heapmap_build(&s.hm, p.maps, p.nmaps);
+        for (size_t i = 0; i < s.hm.nsegs; i++)
+            if (s.hm.segs[i].valid)
+                excl_add(&s, s.hm.segs[i].lo, s.hm.segs[i].hi);
         qsort(s.excl, s.nexcl, sizeof *s.excl, cmp_range);
 
         /* ---- classify goroutines ---- */
@@ -811,9 +912,13 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 continue; /* its callers' frames are scanned below */
             unsigned st = GORO__GST_STATE(goro__load_relaxed(&g->base.status));
             bool timed = atomic_load(&g->timer.state) != GORO__TIMER_IDLE;
+            /* A select with no cases (or only NULL channels) waits on
+             * nothing: with no deadline it is blocked for good. */
             bool judged = st == GORO__G_WAITING && !timed &&
-                          goro__wait_reason_is_primitive(g->wait_reason) && g->nwaiting > 0 &&
-                          g->nwaiting <= MAX_OBJ_PER_G;
+                          goro__wait_reason_is_primitive(g->wait_reason) &&
+                          g->nwaiting <= MAX_OBJ_PER_G &&
+                          (g->nwaiting > 0 || g->wait_reason == GORO__WAIT_SELECT ||
+                           g->wait_reason == GORO__WAIT_SELECT_NO_CASES);
             if (!judged) {
                 /* The spawn argument is a root only until the function has
                  * it (a goroutine that ran holds what it still needs on its
@@ -850,23 +955,17 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 uintptr_t a = (uintptr_t)w->obj, lo, hi;
                 goro__g *owner = NULL;
                 uint32_t idx;
-                if (w->drop == goro__chan_waiter_drop) {
-                    /* A channel: its header and buffer. In glibc's heap the
-                     * next chunk's header overlaps the last 8 usable bytes,
-                     * and allocator lists point at it: stop before it. */
-                    const goro_chan *ch = (const goro_chan *)a;
-                    lo = a;
-                    hi = a + sizeof(goro_chan) + (size_t)ch->elem_size * ch->cap;
-                    uintptr_t usable_end = a + malloc_usable_size((void *)a);
-                    if (!goro__heapprof_owns((void *)a) && usable_end - 8 < hi)
-                        hi = usable_end - 8;
-                } else if (in_ranges(p.globals, p.nglobals, a)) {
+                goro__hblk b;
+                if (in_ranges(p.globals, p.nglobals, a)) {
                     c->root = 1; /* a global primitive is always reachable */
                     break;
-                } else if ((owner = goro__stack_owner(a))) {
+                } else if (w->drop != goro__chan_waiter_drop && (owner = goro__stack_owner(a))) {
                     lo = a; /* lives and dies with the goroutine whose stack holds it */
                     hi = a + 8;
-                } else if (!heap_block(&p, a, &lo, &hi)) {
+                } else if (goro__heapmap_find(&s.hm, a, &b)) {
+                    lo = b.lo; /* a channel, or the heap block holding a primitive */
+                    hi = b.hi;
+                } else {
                     c->root = 1; /* container unknown: stay conservative */
                     break;
                 }
@@ -914,7 +1013,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             }
         }
 
-        if (!res->incomplete && s.nobjs) {
+        if (!res->incomplete && s.ncands) {
             /* ---- mark from the roots ---- */
             for (size_t i = 0; i < p.nglobals; i++)
                 scan_range(&s, p.globals[i].lo, p.globals[i].hi);
@@ -950,18 +1049,34 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                     mark_owned(&s, roots[i].g);
             }
             mark_owned(&s, self_g);
-            /* The malloc heap. */
-            for (size_t i = 0; i < p.nmaps; i++)
-                if (p.maps[i].anon_rw)
-                    scan_resident(&s, p.maps[i].lo, p.maps[i].hi, vec, use_mincore);
-            res->heap_bytes = s.scanned;
-            /* ---- fixed point ---- */
-            while (s.nwork) {
-                cand *c = &s.cands[s.work[--s.nwork]];
-                goro__g *g = c->g;
-                scan_range(&s, (uintptr_t)g->sp, g->stack_hi);
-                mark_owned(&s, g);
+            /* Armed timers (a context's deadline can still cancel it). */
+            for (uint32_t i = 0; i < goro__sched_.nprocs; i++)
+                goro__timers_each_stopped(goro__sched_.allp[i], timer_root, &s);
+            /* Writable memory that is not a known heap block nor goro's
+             * own: anonymous mappings the heap map does not cover, shared
+             * and file-backed ones (a pointer may live only there). */
+            for (size_t i = 0; i < p.nmaps; i++) {
+                const goro__vma *v = &p.maps[i];
+                if ((v->flags & (GORO__VMA_R | GORO__VMA_W)) == (GORO__VMA_R | GORO__VMA_W) &&
+                    !(v->flags & GORO__VMA_SPECIAL))
+                    scan_resident(&s, v->lo, v->hi, vec, use_mincore);
             }
+            /* ---- fixed point: heap blocks, then goroutines woken by them ---- */
+            for (;;) {
+                drain(&s);
+                if (s.nwork) {
+                    cand *c = &s.cands[s.work[--s.nwork]];
+                    goro__g *g = c->g;
+                    scan_range(&s, (uintptr_t)g->sp, g->stack_hi);
+                    mark_owned(&s, g);
+                    continue;
+                }
+                if (!s.overflow)
+                    break;
+                s.overflow = false; /* rescan every marked block */
+                goro__heapmap_each_marked(&s.hm, rescan_block, &s);
+            }
+            res->heap_bytes = s.heap_scanned;
         }
         res->root_bytes = s.scanned;
         res->nblocked = s.ncands;

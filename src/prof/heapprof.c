@@ -90,6 +90,20 @@ bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi)
     (void)hi;
     return false;
 }
+bool goro__heapprof_region(uintptr_t *lo, uintptr_t *hi)
+{
+    (void)lo;
+    (void)hi;
+    return false;
+}
+bool goro__heapprof_block_at(uintptr_t pg, uintptr_t *lo, uintptr_t *hi, size_t *pages)
+{
+    (void)pg;
+    (void)lo;
+    (void)hi;
+    (void)pages;
+    return false;
+}
 int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg)
 {
     (void)fn;
@@ -287,6 +301,34 @@ static inline bool in_region(const void *p)
 static inline blk_hdr *hdr_of(void *user) { return ((blk_hdr **)user)[-3]; }
 
 bool goro__heapprof_owns(const void *p) { return in_region(p); }
+
+bool goro__heapprof_region(uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t base = atomic_load_explicit(&region_base, memory_order_acquire);
+    if (!base)
+        return false;
+    *lo = base;
+    *hi = base + *(volatile size_t *)&region_used; /* racy hint unless stopped */
+    return true;
+}
+
+GORO__NO_SANITIZE bool goro__heapprof_block_at(uintptr_t pg, uintptr_t *lo, uintptr_t *hi, size_t *pages)
+{
+    uintptr_t base = atomic_load_explicit(&region_base, memory_order_acquire);
+    if (!base || pg < base || pg >= base + region_used || (pg & (PAGE - 1)))
+        return false;
+    const blk_hdr *h = (const blk_hdr *)pg;
+    if (h->magic == HDR_MAGIC) {
+        *pages = h->pages;
+        *lo = pg + GORO__ALIGN_UP(sizeof(blk_hdr) + 24, 16);
+        *hi = *lo + h->size;
+        return h->pages > 0 && pg + h->pages * PAGE <= base + region_used;
+    }
+    const struct freeblk *f = (const struct freeblk *)pg;
+    *pages = f->pages;
+    *lo = *hi = 0;
+    return f->pages > 0 && pg + f->pages * PAGE <= base + region_used;
+}
 
 GORO__NO_SANITIZE bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi)
 {

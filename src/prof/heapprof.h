@@ -34,6 +34,15 @@ bool goro__heapprof_owns(const void *p);
  * not inside one. No locks (usable with the world stopped). */
 bool goro__heapprof_block(const void *p, uintptr_t *lo, uintptr_t *hi);
 
+/* The sample region in use: [*lo, *hi) (false when there is none). Racy
+ * while the world runs; exact once it is stopped. */
+bool goro__heapprof_region(uintptr_t *lo, uintptr_t *hi);
+
+/* The region's block starting at page pg: its page count, and its user
+ * bytes [*lo, *hi) when live (*lo = 0 when free). False when pg does not
+ * start a block. No locks (the leak scan, world stopped). */
+bool goro__heapprof_block_at(uintptr_t pg, uintptr_t *lo, uintptr_t *hi, size_t *pages);
+
 /* Call fn for every bucket; -ENOTSUP when unavailable. */
 int goro__heapprof_snapshot(goro__heap_bucket_fn fn, void *arg);
 

@@ -305,6 +305,12 @@ int goro__timers_move(goro__p *from, goro__p *to)
 
 int64_t goro__timers_next(goro__p *p) { return goro__load_relaxed(&p->timer0); }
 
+void goro__timers_each_stopped(goro__p *p, void (*fn)(goro__timer *t, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < p->ntimers; i++)
+        fn(p->timers[i], arg);
+}
+
 void goro__timers_destroy(goro__p *p)
 {
     free(p->timers);

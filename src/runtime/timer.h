@@ -67,6 +67,10 @@ int goro__timers_move(struct goro__p *from, struct goro__p *to);
 /* Earliest `when` in p's heap, or 0 if empty (racy hint). */
 int64_t goro__timers_next(struct goro__p *p);
 
+/* Call fn for every timer in p's heap, without its lock: only with every
+ * other thread stopped (the leak scan: armed timers are roots). */
+void goro__timers_each_stopped(struct goro__p *p, void (*fn)(goro__timer *t, void *arg), void *arg);
+
 /* Free p's heap storage (runtime teardown). */
 void goro__timers_destroy(struct goro__p *p);
 

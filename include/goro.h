@@ -752,6 +752,12 @@ typedef struct goro_leak_scan_stats {
     size_t blocked;       /* blocked on primitives without a deadline: judged */
     size_t leaked;
     size_t threads;       /* threads stopped for the scan */
+    /* Threads goro does not own that were not signalled, so that their
+     * system calls see no EINTR: blocked in a system call (checked again
+     * afterwards: if one ran meanwhile the scan is incomplete) or blocking
+     * the scan's signal. Their stacks are scanned whole; pointers held only
+     * in their registers are not seen. */
+    size_t threads_not_stopped;
     uint64_t heap_bytes;  /* bytes of live heap blocks scanned (the reachable ones) */
     uint64_t scanned_bytes;
     int64_t pause_ns;     /* how long the world was stopped */

@@ -43,7 +43,11 @@
 #define _GNU_SOURCE
 #include "util.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -2336,6 +2340,111 @@ static void sn_main(void *arg)
     goro_leak_report_free(r);
 }
 
+/* ---- threads goro does not own are not disturbed ------------------------ */
+
+/* A scan used to signal every thread: a foreign thread's nanosleep ended
+ * early with EINTR, and a thread blocking every signal made every scan
+ * fail with -EAGAIN after a second. Now such threads are left alone (their
+ * stacks are scanned whole): the sleep runs its full time and the scans
+ * succeed. */
+#define FT_SLEEP (1500 * MS)
+static struct {
+    _Atomic int tid_sleeper, tid_spinner;
+    _Atomic int stop;
+    int sleep_rc;
+    int64_t slept;
+} ft;
+
+static void *ft_sleeper(void *arg)
+{
+    (void)arg;
+    atomic_store(&ft.tid_sleeper, (int)syscall(SYS_gettid));
+    struct timespec d = {.tv_sec = FT_SLEEP / GORO_SECOND, .tv_nsec = FT_SLEEP % GORO_SECOND};
+    int64_t t0 = gt_mono_ns();
+    ft.sleep_rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &d, NULL);
+    ft.slept = gt_mono_ns() - t0;
+    return NULL;
+}
+
+static void *ft_spinner(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    atomic_store(&ft.tid_spinner, (int)syscall(SYS_gettid));
+    while (!atomic_load(&ft.stop))
+        __asm__ volatile("pause");
+    return NULL;
+}
+
+/* Is thread tid blocked in a system call right now? */
+static bool ft_in_syscall(int tid)
+{
+    char path[64], buf[64] = {0};
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 && buf[0] >= '0' && buf[0] <= '9';
+}
+
+typedef struct ft_res {
+    int rc[3];
+    size_t not_stopped[3];
+    bool ready;
+} ft_res;
+
+static void ft_main(void *arg)
+{
+    ft_res *r = arg;
+    int64_t end = goro_now() + gt_slow(GORO_SECOND);
+    while (goro_now() < end && !(atomic_load(&ft.tid_sleeper) && atomic_load(&ft.tid_spinner) &&
+                                 ft_in_syscall(atomic_load(&ft.tid_sleeper))))
+        goro_sleep(MS);
+    r->ready = ft_in_syscall(atomic_load(&ft.tid_sleeper)) && atomic_load(&ft.tid_spinner);
+    for (int i = 0; i < 3 && r->ready; i++) {
+        goro_leak_report *rep = NULL;
+        goro_leak_scan_stats stt;
+        r->rc[i] = goro_leak_scan(&rep, &stt);
+        r->not_stopped[i] = stt.threads_not_stopped;
+        goro_leak_report_free(rep);
+    }
+}
+
+static void test_foreign_threads_undisturbed(void **st)
+{
+    (void)st;
+    if (GT_SANITIZED) {
+        sanitizer_note();
+        skip();
+    }
+    memset(&ft, 0, sizeof ft);
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, ft_sleeper, NULL), 0);
+    assert_int_equal(pthread_create(&b, NULL, ft_spinner, NULL), 0);
+    ft_res r = {0};
+    goro_options o = gt_opts(2);
+    int rc = gt_run("scans beside foreign threads", ft_main, &r, &o, 30);
+    atomic_store(&ft.stop, 1);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    fprintf(stderr, "foreign threads: scans %d %d %d, threads not stopped %zu; the sleeper's %.0f ms "
+                    "sleep returned %d after %.1f ms\n",
+            r.rc[0], r.rc[1], r.rc[2], r.not_stopped[0], (double)FT_SLEEP / 1e6, ft.sleep_rc,
+            (double)ft.slept / 1e6);
+    assert_rc(rc, 0);
+    assert_true(r.ready);
+    for (int i = 0; i < 3; i++) {
+        assert_rc(r.rc[i], 0);
+        assert_true(r.not_stopped[i] >= 2);
+    }
+    assert_int_equal(ft.sleep_rc, 0); /* not EINTR */
+    assert_true(ft.slept >= FT_SLEEP);
+}
+
 static void test_scan_api(void **st)
 {
     (void)st;
@@ -2408,6 +2517,7 @@ int main(void)
         return child_main(scenario);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_api),
+        cmocka_unit_test(test_foreign_threads_undisturbed),
         cmocka_unit_test(test_case_story),
         cmocka_unit_test(test_case_global_heap),
         cmocka_unit_test(test_case_chained),

@@ -400,6 +400,7 @@ GORO__NOINLINE static int leak_scan(goro_leak_report **report, goro_leak_scan_st
         stats->blocked = r.nblocked;
         stats->leaked = r.nleaked;
         stats->threads = r.nthreads;
+        stats->threads_not_stopped = r.nunstopped;
         stats->heap_bytes = r.heap_bytes;
         stats->scanned_bytes = r.root_bytes;
         stats->pause_ns = r.pause_ns;

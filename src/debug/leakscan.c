@@ -13,10 +13,17 @@
  *     every buffer the scan needs (a stopped thread may hold malloc's lock, so nothing is
  *     allocated while the world is stopped) — these buffers are excluded
  *     from the scan.
- *  2. Stop the world: a real-time signal to every other thread; its handler
- *     records the thread's registers and stack pointer and waits. Threads
- *     that do not answer within 1 s make the scan incomplete (no goroutine
- *     is judged: the scan may miss leaks, never invent them). Then read
+ *  2. Stop the world: a real-time signal to every other thread goro owns
+ *     (its Ms and sysmon) and to foreign threads that are running; the
+ *     handler records the thread's registers and stack pointer and waits.
+ *     Threads that do not answer within 1 s make the scan incomplete (no
+ *     goroutine is judged: the scan may miss leaks, never invent them).
+ *     Foreign threads blocked in a system call or blocking the signal are
+ *     left alone (a signal would end a nanosleep or epoll_wait with EINTR,
+ *     or never be answered): their stacks are scanned whole as writable
+ *     memory, their registers are not seen, and one that was in a system
+ *     call and ran meanwhile (its context-switch count moved) makes the
+ *     scan incomplete. Then read
  *     /proc/self/maps (raw reads into the scan's buffers): mappings made
  *     or removed while preparing are neither read after they are gone nor
  *     missed.
@@ -181,6 +188,54 @@ static int install_handler(void)
 
 /* ---- preparation (world running) ---------------------------------------------- */
 
+/* A thread goro does not own, looked at without disturbing it: is it
+ * blocked in a system call (a signal would make nanosleep, epoll_wait,
+ * poll... return EINTR), does it block the stop signal (it would never
+ * answer), and how often has it been switched out (did it run since)? */
+typedef struct tprobe {
+    bool in_syscall, blocks_sig;
+    uint64_t switches;
+} tprobe;
+
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n >= 0)
+        buf[n] = 0;
+    return n;
+}
+
+static bool thread_probe(int tid, int sig, tprobe *t)
+{
+    char path[64], buf[2048];
+    memset(t, 0, sizeof *t);
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+    if (read_small(path, buf, sizeof buf) <= 0)
+        return false;
+    const char *q = strstr(buf, "SigBlk:");
+    if (q) {
+        unsigned long long mask = strtoull(q + 7, NULL, 16);
+        t->blocks_sig = (mask >> (sig - 1)) & 1;
+    }
+    if ((q = strstr(buf, "voluntary_ctxt_switches:")))
+        t->switches += strtoull(q + 24, NULL, 10);
+    if ((q = strstr(buf, "nonvoluntary_ctxt_switches:")))
+        t->switches += strtoull(q + 27, NULL, 10) << 32;
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    if (read_small(path, buf, sizeof buf) > 0)
+        t->in_syscall = buf[0] >= '0' && buf[0] <= '9';
+    return true;
+}
+
+typedef struct tskip {
+    bool skip;        /* not signalled */
+    tprobe before;
+} tskip;
+
 typedef struct prep {
     goro__vma *maps;     /* read again once the world is stopped (scan arena) */
     size_t nmaps, capmaps;
@@ -188,6 +243,8 @@ typedef struct prep {
     size_t nglobals, capglobals;
     int *tids;
     size_t ntids;
+    tskip *foreign;      /* per tids[i]: threads goro does not own */
+    size_t nforeign_cap;
 } prep;
 
 /* Parse /proc/self/maps with raw reads and no allocation: it runs while the
@@ -704,6 +761,36 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         dl_iterate_phdr(phdr_cb, &p);
     if (rc == 0)
         rc = read_tids(&p);
+    /* Threads goro does not own that are blocked in a system call or
+     * block the stop signal are not signalled: a signal would end their
+     * nanosleep or epoll_wait with EINTR, or never be answered. Their
+     * stacks stay writable memory and are scanned whole as roots; their
+     * registers cannot be read. Those in a system call are checked again
+     * afterwards: one that ran meanwhile makes the scan incomplete. */
+    if (rc == 0 && (p.foreign = calloc(p.ntids, sizeof *p.foreign))) {
+        p.nforeign_cap = p.ntids;
+        int mtids[GORO__MAX_PROCS * 4 + 64];
+        size_t nm = 0;
+        goro__mutex_lock(&goro__sched_.lock);
+        for (goro__m *m = goro__sched_.allm; m; m = m->alllink)
+            if (nm < sizeof mtids / sizeof mtids[0])
+                mtids[nm++] = m->tid;
+        bool all_known = nm < sizeof mtids / sizeof mtids[0];
+        goro__mutex_unlock(&goro__sched_.lock);
+        int smtid = goro__sysmon_tid(); /* goro's too: stopped like the Ms */
+        if (smtid && all_known)
+            mtids[nm++] = smtid;
+        all_known = all_known && smtid;
+        int self = (int)syscall(SYS_gettid);
+        for (size_t i = 0; all_known && i < p.ntids; i++) {
+            bool is_m = p.tids[i] == self;
+            for (size_t k = 0; k < nm && !is_m; k++)
+                is_m = mtids[k] == p.tids[i];
+            tskip *t = &p.foreign[i];
+            if (!is_m && thread_probe(p.tids[i], stw.sig, &t->before))
+                t->skip = t->before.in_syscall || t->before.blocks_sig;
+        }
+    }
     /* Plan the heap map from the mappings as they are now (the heap can
      * still grow before the world stops: planned with room to spare). */
     goro__heapmap hm = {0};
@@ -751,6 +838,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         free(hm.segs);
         free(p.globals);
         free(p.tids);
+        free(p.foreign);
         pthread_mutex_unlock(&stw.lock);
         return rc;
     }
@@ -782,6 +870,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         free(hm.segs);
         free(p.globals);
         free(p.tids);
+        free(p.foreign);
         pthread_mutex_unlock(&stw.lock);
         return -ENOMEM;
     }
@@ -838,6 +927,8 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     for (size_t i = 0; i < p.ntids; i++) {
         if (p.tids[i] == self_tid)
             continue;
+        if (i < p.nforeign_cap && p.foreign[i].skip)
+            continue; /* left alone: see below */
         if (syscall(SYS_tgkill, pid, p.tids[i], stw.sig) == 0)
             sent++;
     }
@@ -1086,6 +1177,16 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     atomic_store(&stw.release, gen);
     goro__futex_wake(&stw.release, INT32_MAX);
     res->pause_ns = goro__nanotime() - t_stop;
+    for (size_t i = 0; i < p.nforeign_cap; i++) {
+        const tskip *t = &p.foreign[i];
+        if (!t->skip)
+            continue;
+        res->nunstopped++;
+        tprobe after;
+        if (!res->incomplete && t->before.in_syscall && thread_probe(p.tids[i], stw.sig, &after) &&
+            (after.switches != t->before.switches || !after.in_syscall))
+            res->incomplete = "a thread left in a system call (not signalled) ran during the scan";
+    }
 
     if (!res->incomplete) {
         size_t n = 0;
@@ -1111,6 +1212,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         munmap(vec, (1u << 30) / 4096);
     free(p.globals);
     free(p.tids);
+    free(p.foreign);
     pthread_mutex_unlock(&stw.lock);
     res->total_ns = goro__nanotime() - t_start;
     return 0;

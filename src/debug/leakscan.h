@@ -13,6 +13,7 @@ typedef struct goro__scan_result {
     size_t nblocked;    /* goroutines judged (blocked on primitives) */
     size_t ngoroutines;
     size_t nthreads;    /* threads stopped */
+    size_t nunstopped;  /* threads goro does not own, left running or blocked */
     uint64_t heap_bytes;  /* memory scanned as heap */
     uint64_t root_bytes;  /* all memory scanned */
     int64_t pause_ns;     /* time the world was stopped */

@@ -384,6 +384,8 @@ void goro__netpoll_break(void);
 int goro__sysmon_start(void);
 void goro__sysmon_stop(void);
 void goro__sysmon_wake(void);
+/* Kernel thread id of the sysmon thread (0 before it ran). */
+int goro__sysmon_tid(void);
 /* A P became busy after the whole runtime was idle: restart the ticks. */
 void goro__sysmon_note_busy(void);
 void goro__sysmon_request_dump(void);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "debug/watchdog.h"
@@ -168,9 +169,14 @@ static void do_dump(void)
         _exit(2);
 }
 
+static _Atomic int sysmon_tid; /* 0 until sysmon runs */
+
+int goro__sysmon_tid(void) { return atomic_load(&sysmon_tid); }
+
 static void *sysmon_main(void *arg)
 {
     (void)arg;
+    atomic_store(&sysmon_tid, (int)syscall(SYS_gettid));
     sigset_t quit;
     sigemptyset(&quit);
     sigaddset(&quit, SIGQUIT);

@@ -96,6 +96,7 @@ typedef struct cx_t {
     /* preconditions, post-checks and the end */
     bool pre_ok;
     char pre_err[256];
+    bool judged_short; /* the scan judged fewer goroutines than the case has blocked */
     bool clean_ok;
     size_t left;
 } cx_t;
@@ -324,7 +325,9 @@ static struct {
     int pipefd[2];
 } pl = {.pipefd = {-1, -1}};
 
-static __thread void *volatile lc_tls_ptr; /* volatile: the store is otherwise dead (nothing reads it before it is cleared) */
+/* Non-static and volatile: the store must happen (a static thread-local
+ * nobody reads would be optimized away, and the case would test nothing). */
+__thread void *volatile lc_tls_ptr;
 static _Atomic uintptr_t tls_handoff;
 static atomic_int tls_ready;
 
@@ -1679,6 +1682,10 @@ NOINLINE static bool wait_ready(const lc_case *k)
                  goro_num_goroutines() - 1, ngor);
         return false;
     }
+    /* A scan that does not judge some kind of wait at all (an older scan and
+     * select {}) would never count it: after 2 s, go on (the post-check
+     * verifies the states; a leak the scan did not judge is a missed one). */
+    int64_t judge_end = goro_now() + gt_slow(2 * GORO_SECOND);
     int last_rc = 0;
     size_t seen = 0;
     for (;;) {
@@ -1688,6 +1695,8 @@ NOINLINE static bool wait_ready(const lc_case *k)
         seen = st.blocked;
         if (last_rc == -ENOTSUP || (last_rc == 0 && st.blocked >= judged))
             return true; /* -ENOTSUP: the real scan meets it and reports it */
+        if (last_rc == 0 && goro_now() >= judge_end)
+            return true;
         if (goro_now() >= end)
             break;
         goro_sleep(MS);
@@ -1714,12 +1723,15 @@ static void post_check(const lc_case *k)
     if (!cx.pre_ok || cx.rc != 0)
         return;
     size_t judged = judged_of(k);
-    if (cx.st.blocked != judged) {
+    if (cx.st.blocked > judged) { /* something the case did not plan is blocked */
         cx.pre_ok = false;
         snprintf(cx.pre_err, sizeof cx.pre_err, "the scan judged %zu goroutines, expected %zu",
                  cx.st.blocked, judged);
         return;
     }
+    /* Fewer: the goroutines are where they should be (checked below) but
+     * the scan did not judge some of them (a note; for a leak, a miss). */
+    cx.judged_short = cx.st.blocked < judged;
     goro_leak_report *r = NULL;
     if (goro_leak_find(&(goro_leak_opts){.retries = -1}, &r) != 0) {
         cx.pre_ok = false;
@@ -1791,6 +1803,7 @@ static int child_main(const char *scenario)
            cx.st.incomplete ? cx.st.incomplete : "-");
     for (size_t i = 0; i < cx.nrep && i < MAXREP; i++)
         printf("rep %s\t%s\n", cx.rep[i].name, cx.rep[i].state);
+    printf("short %d\n", cx.judged_short);
     printf("bad %ld\n", atomic_load(&cx.bad));
     printf("clean %d %zu\n", cx.clean_ok, cx.left);
     printf("end\n");
@@ -1805,7 +1818,7 @@ static int child_main(const char *scenario)
 typedef struct run_res {
     bool complete; /* the child printed everything and exited 0 */
     int rc, scan, tries;
-    bool pre_ok, clean_ok;
+    bool pre_ok, clean_ok, judged_short;
     char pre_err[256], incomplete[160];
     size_t goroutines, blocked, leaked, left;
     long bad;
@@ -1851,6 +1864,8 @@ static void parse_result(const char *out, run_res *r)
                 copy_trunc(e->name, sizeof e->name, line + 4);
                 copy_trunc(e->state, sizeof e->state, tab ? tab : "");
             }
+        } else if (sscanf(line, "short %d", &a) == 1) {
+            r->judged_short = a;
         } else if (sscanf(line, "bad %ld", &r->bad) == 1) {
         } else if (sscanf(line, "clean %d %zu", &a, &r->left) == 2) {
             r->clean_ok = a;
@@ -1927,8 +1942,9 @@ static void test_case(void **state)
         for (size_t i = 0; i < r->nrep && nl < sizeof line - 80; i++)
             nl += (size_t)snprintf(line + nl, sizeof line - nl, "%s%s", i ? " " : "",
                                    r->rep[i].name);
-        fprintf(stderr, "%s] judged %zu of %zu goroutines%s%s\n", line, r->blocked, r->goroutines,
-                r->tries > 1 ? ", scan retried" : "", r->scan ? ", scan failed" : "");
+        fprintf(stderr, "%s] judged %zu of %zu goroutines%s%s%s\n", line, r->blocked,
+                r->goroutines, r->tries > 1 ? ", scan retried" : "", r->scan ? ", scan failed" : "",
+                r->judged_short ? " (fewer than the case has blocked without a deadline)" : "");
         if (r->rc != 0)
             FAILF("run %d: goro_run = %d\n", run + 1, r->rc);
         else if (r->scan != 0)

@@ -39,10 +39,12 @@
  */
 #include "debug/heapmap.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "prof/heapprof.h"
@@ -132,20 +134,40 @@ void goro__heapmap_probe(goro__heapmap *h)
 
 /* ---- planning (world running) --------------------------------------------------- */
 
-GORO__NO_SANITIZE static bool looks_mmapped(uintptr_t c, uintptr_t end)
+/* Copy n bytes at a into buf, or false if they are not mapped. The plan
+ * runs while the world still runs: a mapping listed a moment ago may be
+ * gone (another thread's munmap), and a plain read would fault. */
+GORO__NO_SANITIZE static bool safe_read(uintptr_t a, void *buf, size_t n)
+{
+    struct iovec local = {buf, n}, remote = {(void *)a, n};
+    ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (r == (ssize_t)n)
+        return true;
+    if (r < 0 && (errno == ENOSYS || errno == EPERM)) { /* a seccomp filter */
+        memcpy(buf, (const void *)a, n);
+        return true;
+    }
+    return false;
+}
+
+static bool looks_mmapped(uintptr_t c, uintptr_t end)
 {
     if (c + 4096 > end)
         return false;
-    const size_t *w = (const size_t *)c;
+    size_t w[2];
+    if (!safe_read(c, w, sizeof w))
+        return false;
     size_t size = w[1] & ~(size_t)7;
     return w[0] == 0 && (w[1] & 7) == 2 && size >= 4096 && (size & 4095) == 0 && c + size <= end;
 }
 
-GORO__NO_SANITIZE static bool looks_heap_info(uintptr_t a, uintptr_t end)
+static bool looks_heap_info(uintptr_t a, uintptr_t end)
 {
     if (a + 4096 > end)
         return false;
-    const uintptr_t *w = (const uintptr_t *)a;
+    uintptr_t w[4];
+    if (!safe_read(a, w, sizeof w))
+        return false;
     uintptr_t ar = w[0], prev = w[1];
     size_t size = w[2], mprot = w[3];
     return ar && !(ar & 7) && !(prev & (HEAP_MAX - 1)) && size >= 4096 && size <= HEAP_MAX &&
@@ -191,8 +213,11 @@ size_t goro__heapmap_plan(goro__heapmap *h, const goro__vma *maps, size_t n)
         if (heap_seen)
             continue;
         /* mmapped chunks, one after another from the mapping's start. */
-        for (uintptr_t c = v->lo; looks_mmapped(c, v->hi);) {
-            size_t size = ((const size_t *)c)[1] & ~(size_t)7;
+        size_t hdr[2];
+        for (uintptr_t c = v->lo; looks_mmapped(c, v->hi) && safe_read(c, hdr, sizeof hdr);) {
+            size_t size = hdr[1] & ~(size_t)7;
+            if (!size)
+                break;
             plan_add(h, c, c + size, GORO__HSEG_MMAP);
             c += size;
         }

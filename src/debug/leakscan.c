@@ -912,8 +912,14 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             excl_add(&s, (uintptr_t)m->altstack, (uintptr_t)m->altstack + 64 * 1024);
         if (m->g0_lo)
             excl_add(&s, m->g0_lo, m->g0_hi);
+        if (m->th.lo) /* the whole mapping, guard page included (thread.h) */
+            excl_add(&s, m->th.lo, m->th.hi);
     }
     goro__mutex_unlock(&goro__sched_.lock);
+    /* sysmon runs only runtime code: its frames hold no user pointers. */
+    uintptr_t smlo, smhi;
+    if (goro__sysmon_stack(&smlo, &smhi))
+        excl_add(&s, smlo, smhi);
 
     /* ---- stop the world ---- */
     int64_t t_stop = goro__nanotime();
@@ -1113,14 +1119,18 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 goro__m *m = stops[i].m;
                 if (m && m->curg && sp >= m->curg->stack_lo && sp < m->curg->stack_hi) {
                     hi = m->curg->stack_hi; /* running a goroutine */
-                } else if (m && !m->curg) {
+                } else if ((m && !m->curg) || atomic_load(&stops[i].tid) == goro__sysmon_tid()) {
                     /* A runtime thread in its scheduler (idle, looking for
                      * work, running a timer): scheduler frames and registers
                      * hold only stale copies of user pointers. Skip. */
                     continue;
+                } else if (m && m->g0_hi && sp >= m->g0_lo && sp < m->g0_hi) {
+                    /* A goroutine's goro_blocking call running on its M's
+                     * own stack: up to that stack's end, not the end of a
+                     * mapping the kernel may have merged with others. */
+                    hi = m->g0_hi;
                 } else {
-                    /* Another thread, or a goroutine's goro_blocking call
-                     * running on the thread's own stack. */
+                    /* Another thread. */
                     for (size_t k = 0; k < p.nmaps; k++)
                         if (sp >= p.maps[k].lo && sp < p.maps[k].hi)
                             hi = p.maps[k].hi;

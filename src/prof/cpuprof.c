@@ -108,7 +108,7 @@ static int arm(goro__m *m, bool self)
     if (b->has_timer)
         return 0;
     clockid_t clk = CLOCK_THREAD_CPUTIME_ID;
-    if (!self && pthread_getcpuclockid(m->thread, &clk) != 0)
+    if (!self && pthread_getcpuclockid(m->th.id, &clk) != 0)
         return -ESRCH;
     struct sigevent sev;
     memset(&sev, 0, sizeof sev);

@@ -439,15 +439,11 @@ static int newm(goro__p *p, bool spinning)
     m->alllink = S.allm;
     S.allm = m;
     goro__mutex_unlock(&S.lock);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 8u << 20);
-    int rc = pthread_create(&m->thread, &attr, mstart, m);
-    pthread_attr_destroy(&attr);
+    int rc = goro__thread_start(&m->th, 8u << 20, mstart, m);
     if (rc != 0) {
         /* The M stays on allm (never started): joined as a no-op. */
-        m->thread = 0;
-        return -rc;
+        m->th.id = 0;
+        return rc;
     }
     return 0;
 }
@@ -1318,7 +1314,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
         goto fail_ps;
     }
     m0->is_main = true;
-    m0->thread = pthread_self();
+    m0->th.id = pthread_self(); /* th.lo 0: not a stack goro mapped */
     /* Runtime threads (all created from here, inheriting the mask) leave
      * SIGQUIT to sysmon; see sysmon.c. */
     sigset_t quit, saved_mask;
@@ -1371,10 +1367,10 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
         goro__mutex_unlock(&S.lock);
         bool all = true;
         for (goro__m *m = list; m; m = m->alllink) {
-            if (m == m0 || !m->thread)
+            if (m == m0 || !m->th.id)
                 continue;
-            pthread_join(m->thread, NULL);
-            m->thread = 0;
+            goro__thread_join(&m->th);
+            m->th.id = 0;
             all = false;
         }
         if (all)

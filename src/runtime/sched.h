@@ -13,6 +13,7 @@
 
 #include "runtime/g.h"
 #include "runtime/internal.h"
+#include "runtime/thread.h"
 #include "runtime/lock.h"
 #include "runtime/timer.h"
 
@@ -146,7 +147,7 @@ enum {
 
 typedef struct goro__m {
     uint32_t id;
-    pthread_t thread;
+    goro__thread th;                    /* its thread (thread.h); th.id 0: not started */
     int tid;                            /* kernel thread id */
     uint32_t ncreate;                   /* where it was created (threadcreate) */
     uintptr_t create_pc[16];
@@ -384,6 +385,9 @@ void goro__netpoll_break(void);
 int goro__sysmon_start(void);
 void goro__sysmon_stop(void);
 void goro__sysmon_wake(void);
+/* The sysmon thread's stack mapping (goro's own: thread.h); false when
+ * sysmon is not running. */
+bool goro__sysmon_stack(uintptr_t *lo, uintptr_t *hi);
 /* Kernel thread id of the sysmon thread (0 before it ran). */
 int goro__sysmon_tid(void);
 /* A P became busy after the whole runtime was idle: restart the ticks. */

@@ -50,7 +50,7 @@
 #define IDLE_SLEEP (1000 * GORO_MILLISECOND)
 
 static struct {
-    pthread_t thread;
+    goro__thread thread;
     bool started;
     int evfd; /* written to wake sysmon */
     _Atomic uint32_t stop;
@@ -173,6 +173,15 @@ static _Atomic int sysmon_tid; /* 0 until sysmon runs */
 
 int goro__sysmon_tid(void) { return atomic_load(&sysmon_tid); }
 
+bool goro__sysmon_stack(uintptr_t *lo, uintptr_t *hi)
+{
+    if (!sm.started || !sm.thread.lo)
+        return false;
+    *lo = sm.thread.lo;
+    *hi = sm.thread.hi;
+    return true;
+}
+
 static void *sysmon_main(void *arg)
 {
     (void)arg;
@@ -232,10 +241,10 @@ int goro__sysmon_start(void)
     sm.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sm.evfd < 0)
         return -errno;
-    int rc = pthread_create(&sm.thread, NULL, sysmon_main, NULL);
+    int rc = goro__thread_start(&sm.thread, 8u << 20, sysmon_main, NULL);
     if (rc) {
         close(sm.evfd);
-        return -rc;
+        return rc;
     }
     sm.started = true;
     return 0;
@@ -247,7 +256,7 @@ void goro__sysmon_stop(void)
         return;
     atomic_store(&sm.stop, 1);
     goro__sysmon_wake();
-    pthread_join(sm.thread, NULL);
+    goro__thread_join(&sm.thread);
     close(sm.evfd);
     sm.started = false;
 }

@@ -13,8 +13,11 @@
  *     every buffer the scan needs (a stopped thread may hold malloc's lock, so nothing is
  *     allocated while the world is stopped) — these buffers are excluded
  *     from the scan.
- *  2. Stop the world: a real-time signal to every other thread goro owns
- *     (its Ms and sysmon) and to foreign threads that are running; the
+ *  2. Stop the world: close the scheduler's thread-creation gate (no M
+ *     starts until the world restarts; every M already starting has its
+ *     tid published), then send a real-time signal to every other thread
+ *     goro owns (its Ms and sysmon) and to foreign threads that are
+ *     running; the
  *     handler records the thread's registers and stack pointer and waits.
  *     Threads that do not answer within 1 s make the scan incomplete (no
  *     goroutine is judged: the scan may miss leaks, never invent them).
@@ -23,7 +26,8 @@
  *     or never be answered): their stacks are scanned whole as writable
  *     memory, their registers are not seen, and one that was in a system
  *     call and ran meanwhile (its context-switch count moved) makes the
- *     scan incomplete. Then read
+ *     scan incomplete, as does a thread that is not in the list read
+ *     before the stop (it ran through it unseen). Then read
  *     /proc/self/maps (raw reads into the scan's buffers): mappings made
  *     or removed while preparing are neither read after they are gone nor
  *     missed.
@@ -374,6 +378,47 @@ static int read_tids(prep *p)
     }
     closedir(d);
     return p->tids ? 0 : -ENOMEM;
+}
+
+/* Whether /proc/self/task lists a thread that p->tids does not (with the
+ * world stopped: raw system calls into buf, no allocation). A list that
+ * cannot be read counts as changed. */
+static bool tids_new(const prep *p, char *buf, size_t len)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    bool found = false;
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, len);
+        if (n <= 0) {
+            found = found || n < 0;
+            break;
+        }
+        for (long off = 0; off < n && !found;) {
+            struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(buf + off);
+            off += d->reclen;
+            if (d->name[0] < '0' || d->name[0] > '9')
+                continue;
+            int tid = 0;
+            for (const char *c = d->name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            bool known = false;
+            for (size_t i = 0; i < p->ntids && !known; i++)
+                known = p->tids[i] == tid;
+            found = !known;
+        }
+        if (found)
+            break;
+    }
+    syscall(SYS_close, fd);
+    return found;
 }
 
 /* ---- objects and marking -------------------------------------------------------- */
@@ -752,6 +797,10 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     if (!self_g)
         return -EPERM;
     pthread_mutex_lock(&stw.lock);
+    /* No M thread starts until the world has restarted, and each one
+     * started before has its tid published: every thread goro owns is
+     * known and signalled (sched.c, the thread-creation gate). */
+    bool gate_ok = goro__newm_gate_close(GORO_SECOND) == 0;
     int rc = install_handler();
     prep p = {0};
     char mapbuf[4096];
@@ -839,6 +888,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         free(p.globals);
         free(p.tids);
         free(p.foreign);
+        goro__newm_gate_open();
         pthread_mutex_unlock(&stw.lock);
         return rc;
     }
@@ -871,6 +921,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         free(p.globals);
         free(p.tids);
         free(p.foreign);
+        goro__newm_gate_open();
         pthread_mutex_unlock(&stw.lock);
         return -ENOMEM;
     }
@@ -952,6 +1003,12 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     res->nthreads = stopped;
     if (stopped < sent)
         res->incomplete = "a thread did not stop within 1 s (is the signal blocked?)";
+    if (!gate_ok && !res->incomplete)
+        res->incomplete = "a new scheduler thread did not start within 1 s";
+    /* A thread started since the list was read (not by goro: its gate is
+     * closed) runs through the scan unseen. */
+    if (!res->incomplete && tids_new(&p, scratch, 1u << 16))
+        res->incomplete = "a thread started while the world was stopping";
 
     /* The memory map as it is now that nothing else runs: mappings made or
      * removed while preparing (a stack returned to the OS, a large block
@@ -1117,18 +1174,23 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             for (size_t i = 0; i < stopped; i++) {
                 uintptr_t sp = stops[i].sp, hi = 0;
                 goro__m *m = stops[i].m;
+                uintptr_t bhi = m ? goro__load_relaxed(&m->blocking_hi) : 0;
                 if (m && m->curg && sp >= m->curg->stack_lo && sp < m->curg->stack_hi) {
                     hi = m->curg->stack_hi; /* running a goroutine */
-                } else if ((m && !m->curg) || atomic_load(&stops[i].tid) == goro__sysmon_tid()) {
+                } else if ((m && !m->curg) || atomic_load(&stops[i].tid) == goro__sysmon_tid() ||
+                           (m && m->g0_hi && sp >= m->g0_lo && sp < m->g0_hi &&
+                            (!bhi || sp >= bhi))) {
                     /* A runtime thread in its scheduler (idle, looking for
-                     * work, running a timer): scheduler frames and registers
-                     * hold only stale copies of user pointers. Skip. */
+                     * work, running a timer, committing a goroutine's park
+                     * while curg is still set): scheduler frames and
+                     * registers hold only stale copies of user pointers
+                     * (a channel the last park unlocked). Skip. */
                     continue;
                 } else if (m && m->g0_hi && sp >= m->g0_lo && sp < m->g0_hi) {
                     /* A goroutine's goro_blocking call running on its M's
-                     * own stack: up to that stack's end, not the end of a
-                     * mapping the kernel may have merged with others. */
-                    hi = m->g0_hi;
+                     * own stack: fn's frames only, not the scheduler's
+                     * suspended frames above them (stale copies). */
+                    hi = bhi;
                 } else {
                     /* Another thread. */
                     for (size_t k = 0; k < p.nmaps; k++)
@@ -1223,6 +1285,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     free(p.globals);
     free(p.tids);
     free(p.foreign);
+    goro__newm_gate_open();
     pthread_mutex_unlock(&stw.lock);
     res->total_ns = goro__nanotime() - t_start;
     return 0;

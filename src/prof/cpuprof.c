@@ -160,10 +160,10 @@ int goro__cpuprof_start(int hz)
         sa.sa_sigaction = on_sigprof;
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGPROF, &sa, &prof.old) != 0) {
-            int e = errno;
+        int e = goro__sigaction_save(SIGPROF, &sa, &prof.old);
+        if (e != 0) {
             pthread_mutex_unlock(&prof.lock);
-            return -e;
+            return e;
         }
         prof.handler_installed = true;
     }

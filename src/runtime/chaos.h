@@ -49,6 +49,7 @@ enum {
     GORO__CH_SELECT,        /* in select's lock / relock */
     GORO__CH_REF,           /* around a reference drop */
     GORO__CH_WAKE,          /* in a goroutine just woken */
+    GORO__CH_CHECK,         /* between announcing oneself and checking a flag (Dekker) */
 };
 
 #endif /* GORO_CHAOS_H */

@@ -418,11 +418,73 @@ static void notewakeup(goro__m *m)
 
 static void *mstart(void *arg);
 
+/* The thread-creation gate. A leak scan stops every thread goro owns by
+ * signalling the tids of its Ms; an M being created meanwhile would run
+ * through the scan unstopped (it can run goroutines that move pointers:
+ * a false leak), or be listed in /proc/self/task before it stored its tid
+ * and be taken for a foreign thread.
+ *
+ * Race windows and what closes each:
+ *  W1 newm passes the gate while the closer closes it: newm increments
+ *     newm_inflight (a seq_cst RMW) before it loads the gate; the closer
+ *     stores the gate (seq_cst) before it loads newm_inflight. One of them
+ *     sees the other: newm backs out and waits, or the closer waits for it.
+ *  W2 the new thread is running, and listed, before m->tid is stored: the
+ *     thread itself decrements newm_inflight after storing m->tid
+ *     (seq_cst), so a closer that read 0 reads every tid.
+ *  W3 newm waits while the gate opens: it waits with
+ *     goro__futex_wait(&newm_gate, 1), which returns at once if the gate is
+ *     no longer 1; the opener stores 0 before waking every waiter.
+ *  W4 a thread start fails: newm decrements newm_inflight itself.
+ * The closer's own thread passes the gate (a scan must not wait for
+ * itself); a thread it creates is found when the scan reads the thread
+ * list again with the world stopped. */
+static void newm_leave(void)
+{
+    if (atomic_fetch_sub(&S.newm_inflight, 1) == 1)
+        goro__futex_wake(&S.newm_inflight, INT32_MAX);
+}
+
+static void newm_enter(void)
+{
+    for (;;) {
+        atomic_fetch_add(&S.newm_inflight, 1);
+        GORO__CHAOS(GORO__CH_CHECK);
+        if (!atomic_load(&S.newm_gate) || atomic_load(&S.newm_gate_tid) == (int)gettid())
+            return;
+        newm_leave();
+        goro__futex_wait(&S.newm_gate, 1, -1);
+    }
+}
+
+int goro__newm_gate_close(int64_t timeout_ns)
+{
+    atomic_store(&S.newm_gate_tid, (int)gettid());
+    atomic_store(&S.newm_gate, 1);
+    int64_t end = goro__nanotime() + timeout_ns;
+    uint32_t v;
+    while ((v = atomic_load(&S.newm_inflight)) != 0) {
+        int64_t left = end - goro__nanotime();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        goro__futex_wait(&S.newm_inflight, v, left < GORO_MILLISECOND ? left : GORO_MILLISECOND);
+    }
+    return 0;
+}
+
+void goro__newm_gate_open(void)
+{
+    atomic_store(&S.newm_gate, 0);
+    atomic_store(&S.newm_gate_tid, 0);
+    goro__futex_wake(&S.newm_gate, INT32_MAX);
+}
+
 static int newm(goro__p *p, bool spinning)
 {
     goro__m *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
+    newm_enter();
     m->nextp = p;
     m->spinning = spinning;
     /* Where the thread is created from (the threadcreate profile). */
@@ -443,6 +505,7 @@ static int newm(goro__p *p, bool spinning)
     if (rc != 0) {
         /* The M stays on allm (never started): joined as a no-op. */
         m->th.id = 0;
+        newm_leave();
         return rc;
     }
     return 0;
@@ -1143,6 +1206,7 @@ static void *mstart(void *arg)
 {
     goro__m *m = arg;
     m_init_thread(m);
+    newm_leave(); /* m->tid is stored (the gate's W2) */
     if (m->nextp) {
         acquirep(m, m->nextp);
         m->nextp = NULL;
@@ -1504,6 +1568,9 @@ static void blocking_tramp(void *arg)
 #endif
 }
 
+/* Bytes of the thread's stack cleared below fn's first frame (goro_blocking). */
+#define BLOCKING_CLEAR (16u << 10)
+
 int goro_blocking(goro_fn fn, void *arg)
 {
     if (!fn)
@@ -1534,8 +1601,25 @@ int goro_blocking(goro_fn fn, void *arg)
     void *g_fake;
     __sanitizer_start_switch_fiber(&g_fake, (const void *)m->g0_lo, m->g0_hi - m->g0_lo);
 #endif
-    /* Below the scheduler's suspended frames, past the red zone. */
-    goro__call_on_stack(blocking_tramp, &bc, (char *)m->g0_sp - 256);
+    /* Below the scheduler's suspended frames, past the red zone. That
+     * memory held the frames of park commits and timer callbacks run on
+     * this thread, full of pointers to channels and goroutines; fn's
+     * frames leave slots of it uninitialised, and the leak scan reads this
+     * thread's stack from its stack pointer up, so a stale channel pointer
+     * there would hide a leak. Clear what fn's first frames cover. */
+    char *fn_sp = (char *)m->g0_sp - 256;
+#if !GORO__ASAN && !GORO__TSAN
+    {
+        char *lo = fn_sp - BLOCKING_CLEAR;
+        if ((uintptr_t)lo < m->g0_lo + 2 * 4096)
+            lo = (char *)(m->g0_lo + 2 * 4096);
+        if (lo < fn_sp)
+            memset(lo, 0, (size_t)(fn_sp - lo));
+    }
+#endif
+    goro__store_relaxed(&m->blocking_hi, (uintptr_t)fn_sp);
+    goro__call_on_stack(blocking_tramp, &bc, fn_sp);
+    goro__store_relaxed(&m->blocking_hi, 0);
 #if GORO__ASAN
     const void *ob;
     size_t os;

@@ -161,6 +161,10 @@ typedef struct goro__m {
     struct goro__p *nextp;              /* P handed over by startm */
     struct goro__g *curg;               /* running goroutine, NULL on g0 */
     void *g0_sp;                        /* saved scheduler context */
+    /* While goro_blocking's fn runs on this thread's own stack: the top of
+     * fn's frames (the leak scan reads [sp, blocking_hi); everything else
+     * on that stack is the scheduler's). 0 otherwise. */
+    _Atomic uintptr_t blocking_hi;
     bool spinning;
     struct goro__m *link;               /* idle list */
     struct goro__m *alllink;
@@ -298,6 +302,10 @@ typedef struct goro__sched {
     /* Some P is stuck (sysmon) with goroutines queued behind it: a yield
      * with nothing else to run takes them (goro_yield). */
     _Atomic uint32_t stuck_work;
+    /* The thread-creation gate (goro__newm_gate_close, sched.c). */
+    _Atomic uint32_t newm_gate;     /* 1: closed */
+    _Atomic uint32_t newm_inflight; /* newm calls past the gate whose thread has no tid yet */
+    _Atomic int newm_gate_tid;      /* the closer's thread (not held back by its own gate) */
     /* Configuration. */
     goro__p *allp[GORO__MAX_PROCS];
     uint32_t nprocs;
@@ -381,6 +389,17 @@ void goro__netpoll_fini(void);
 bool goro__netpoll(int64_t until);
 void goro__netpoll_break(void);
 
+/* The thread-creation gate, for a caller that must know every thread goro
+ * owns while it stops them (the leak scan). Close: no new M thread is
+ * created until the gate opens again (newm waits in front of it; the
+ * closing thread itself is not held back), and every M already being
+ * created has published its kernel tid (m->tid) before this returns 0.
+ * -ETIMEDOUT when a thread did not get that far within timeout_ns: the
+ * gate is closed all the same. Open: always, after a close. Closers are
+ * serialised by the caller (one scan at a time). */
+int goro__newm_gate_close(int64_t timeout_ns);
+void goro__newm_gate_open(void);
+
 /* sysmon.c */
 int goro__sysmon_start(void);
 void goro__sysmon_stop(void);
@@ -397,6 +416,12 @@ void goro__sysmon_request_dump(void);
 uint32_t goro__sched_handoff_stuck(goro__p *v);
 
 /* signals.c */
+/* sigaction(sig, sa, old) for a handler goro installs, with *old kept in a
+ * global: glibc fills the part of sa_mask beyond the kernel's 64 signals
+ * with whatever its stack held (stale pointers, which the leak scan reads
+ * in the global); that part is cleared. 0 or -errno. */
+struct sigaction;
+int goro__sigaction_save(int sig, const struct sigaction *sa, struct sigaction *old);
 int goro__signals_install(void);
 void goro__signals_restore(void);
 int goro__m_altstack_init(goro__m *m);

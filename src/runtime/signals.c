@@ -111,6 +111,20 @@ static void quit_handler(int sig)
     goro__sysmon_request_dump();
 }
 
+int goro__sigaction_save(int sig, const struct sigaction *sa, struct sigaction *old)
+{
+    if (sigaction(sig, sa, old) != 0)
+        return -errno;
+    sigset_t clean;
+    memset(&clean, 0, sizeof clean); /* glibc's sigemptyset clears only the first word */
+    sigemptyset(&clean);
+    for (int s = 1; s < SIGRTMAX + 1; s++)
+        if (sigismember(&old->sa_mask, s) == 1)
+            sigaddset(&clean, s);
+    old->sa_mask = clean;
+    return 0;
+}
+
 int goro__signals_install(void)
 {
     struct sigaction sa;
@@ -118,15 +132,18 @@ int goro__signals_install(void)
     sa.sa_sigaction = fault_handler;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &old_segv) != 0 || sigaction(SIGBUS, &sa, &old_bus) != 0)
-        return -errno;
+    int rc = goro__sigaction_save(SIGSEGV, &sa, &old_segv);
+    if (rc == 0)
+        rc = goro__sigaction_save(SIGBUS, &sa, &old_bus);
+    if (rc != 0)
+        return rc;
     struct sigaction q;
     memset(&q, 0, sizeof q);
     q.sa_handler = quit_handler;
     q.sa_flags = SA_RESTART;
     sigemptyset(&q.sa_mask);
-    if (sigaction(SIGQUIT, &q, &old_quit) != 0)
-        return -errno;
+    if ((rc = goro__sigaction_save(SIGQUIT, &q, &old_quit)) != 0)
+        return rc;
     installed = true;
     return 0;
 }

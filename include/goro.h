@@ -780,12 +780,19 @@ typedef struct goro_leak_scan_stats {
  * alive, so the scan can miss a leak but does not report a goroutine that
  * can still be woken. The heap's blocks are read from glibc's chunk
  * headers; memory the scan does not recognise (another allocator) is
- * treated as a root. The world is stopped (by a signal to every thread)
- * while memory is scanned.
+ * treated as a root. The world is stopped while memory is scanned: goro's
+ * own threads and running foreign threads get a real-time signal and wait
+ * in its handler; foreign threads blocked in a system call or blocking the
+ * signal are not signalled (no EINTR), their stacks are scanned whole, and
+ * stats->threads_not_stopped counts them. No scheduler thread starts while
+ * a scan runs (one that is needed waits for the scan's end).
  * *report is NULL when nothing leaked; stats (may be NULL) describes the
  * scan. Errors: -EPERM not called from a goroutine; -ENOTSUP in a sanitizer
- * build (stats->incomplete says why); -EAGAIN a thread could not be
- * stopped (nothing judged); -ENOMEM. */
+ * build (stats->incomplete says why); -EAGAIN the world could not be
+ * stopped consistently — a thread did not stop within 1 s, a thread
+ * started meanwhile, or a foreign thread left alone in a system call ran
+ * meanwhile — nothing was judged and stats->incomplete says why: try
+ * again (goro_leak_find does); -ENOMEM. */
 int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
 
 /* The production watchdog (on by default): every `period` it groups the

@@ -252,11 +252,29 @@ static void record_report(const goro_leak_report *r)
     }
 }
 
+/* goro_leak_scan, again while it answers -EAGAIN: the world could not be
+ * stopped consistently (on a loaded machine a thread did not stop within
+ * 1 s, or a thread goro does not own, left alone in a system call, ran
+ * meanwhile) and nothing was judged. goro.h's contract: try again, as
+ * goro_leak_find does. */
+static atomic_long scan_retries;
+NOINLINE static int leak_scan_retry(goro_leak_report **r, goro_leak_scan_stats *st)
+{
+    int64_t end = goro_now() + gt_slow(10 * GORO_SECOND);
+    for (;;) {
+        int rc = goro_leak_scan(r, st);
+        if (rc != -EAGAIN || goro_now() >= end)
+            return rc;
+        atomic_fetch_add(&scan_retries, 1);
+        goro_sleep(MS);
+    }
+}
+
 /* The scan, from a frame that holds nothing but its report pointer. */
 NOINLINE static void do_scan(void)
 {
     goro_leak_report *r = NULL;
-    cx.rc = goro_leak_scan(&r, &cx.st);
+    cx.rc = leak_scan_retry(&r, &cx.st);
     record_report(r);
     goro_leak_report_free(r);
 }
@@ -677,7 +695,7 @@ static void chain_main(void *arg)
         atomic_store(&cx.h[H_CH2], 0); /* G2 has its own reference now */
         scrub_stack();
         __asm__ volatile("" : "+r"(pinned));
-        cx.rc = goro_leak_scan(&r, &cx.st);
+        cx.rc = leak_scan_retry(&r, &cx.st);
         __asm__ volatile("" : "+r"(pinned));
         ch2 = (goro_chan *)pinned;
     } else
@@ -689,7 +707,7 @@ static void chain_main(void *arg)
         cx.pre_ok = wait_parked((int)k->nex, judged_of(k->ex, k->nex));
         atomic_store(&cx.h[H_CH2], 0);
         scrub_stack();
-        cx.rc = goro_leak_scan(&r, &cx.st);
+        cx.rc = leak_scan_retry(&r, &cx.st);
         ch2 = slot;
     }
     record_report(r);
@@ -2119,7 +2137,7 @@ static void tm_parked(void *arg)
 NOINLINE static void tm_scan(tm_state *s)
 {
     goro_leak_report *r = NULL;
-    s->rc = goro_leak_scan(&r, &s->st);
+    s->rc = leak_scan_retry(&r, &s->st);
     s->nrep = r ? r->count : 0;
     goro_leak_report_free(r);
 }
@@ -2279,7 +2297,7 @@ static void rs_main(void *arg)
     for (int k = 0; k < RS_SCANS && s->settled; k++) {
         goro_leak_report *r = NULL;
         goro_leak_scan_stats st;
-        s->rc[k] = goro_leak_scan(&r, &st);
+        s->rc[k] = leak_scan_retry(&r, &st);
         s->leaked[k] = st.leaked;
         s->reported[k] = r ? r->count : 0;
         s->incomplete[k] = st.incomplete;
@@ -2384,7 +2402,7 @@ static void ts_scanner(void *arg)
     atomic_fetch_add(&s->started, 1);
     for (int k = 0; k < TS_SCANS; k++) {
         goro_leak_scan_stats st;
-        s->rc[k] = goro_leak_scan(NULL, &st);
+        s->rc[k] = leak_scan_retry(NULL, &st);
         s->leaked[k] = st.leaked;
         s->incomplete[k] = st.incomplete;
         s->nscans = k + 1;
@@ -2459,9 +2477,9 @@ static void sn_main(void *arg)
 {
     sn_state *s = arg;
     s->rep = (goro_leak_report *)s;
-    s->rc = goro_leak_scan(&s->rep, &s->st);
+    s->rc = leak_scan_retry(&s->rep, &s->st);
     goro_leak_report *r = NULL;
-    s->rc_nostats = goro_leak_scan(&r, NULL);
+    s->rc_nostats = leak_scan_retry(&r, NULL);
     goro_leak_report_free(r);
 }
 
@@ -2534,7 +2552,7 @@ static void ft_main(void *arg)
     for (int i = 0; i < 3 && r->ready; i++) {
         goro_leak_report *rep = NULL;
         goro_leak_scan_stats stt;
-        r->rc[i] = goro_leak_scan(&rep, &stt);
+        r->rc[i] = leak_scan_retry(&rep, &stt);
         r->not_stopped[i] = stt.threads_not_stopped;
         r->incomplete[i] = stt.incomplete;
         goro_leak_report_free(rep);

@@ -34,7 +34,7 @@ int goro_chan_make(goro_chan **out, size_t elem_size, size_t cap)
     goro_chan *c = malloc(bytes);
     if (!c)
         return -ENOMEM;
-    memset(c, 0, sizeof *c);
+    memset(c, 0, bytes); /* the buffer too: no stale words for the leak scan */
     atomic_init(&c->refs, 1);
     c->elem_size = (uint16_t)elem_size;
     c->cap = (uint32_t)cap;

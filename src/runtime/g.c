@@ -157,6 +157,8 @@ void goro__reg_free(goro__p *p, uint32_t slot)
                 p->slotcache[p->nslot++] = slot;
                 return;
             }
+            /* The new tail zeroed (the leak scan reads it: reg is a global). */
+            memset(nf + reg.cap, 0, (size_t)(ncap - reg.cap) * sizeof *nf);
             reg.free = nf;
             reg.cap = ncap;
         }
@@ -204,7 +206,9 @@ static int nb_init(void)
                    -1, 0);
     if (m == MAP_FAILED)
         return -ENOMEM;
-    nb.cold = malloc(NB_NCHUNKS * sizeof *nb.cold);
+    /* Zeroed: the slots past ncold are read by the leak scan (nb is a
+     * global), and malloc's garbage there could hide a leak. */
+    nb.cold = calloc(NB_NCHUNKS, sizeof *nb.cold);
     if (!nb.cold) {
         munmap(m, len);
         return -ENOMEM;

@@ -774,16 +774,41 @@ static int cmp_id(const void *a, const void *b)
 
 struct own_ranges {
     goro__vma *v;
-    size_t n;
+    size_t n, cap;
 };
 
-/* Mark the mappings that overlap one of goro's own regions as not heap. */
+/* Mark the part of each mapping that overlaps one of goro's own regions as
+ * not heap. The kernel merges neighbouring anonymous mappings, so one
+ * mapping can hold goro's region and an arena heap of malloc's: the mapping
+ * is split at the region's bounds (an arena heap inside a wholly flagged
+ * mapping was never planned, and every channel in it was taken for a
+ * primitive of unknown container, i.e. reachable). Without room to split,
+ * the whole mapping is flagged (the heap there is then a root). */
 static void own_cb(uintptr_t lo, uintptr_t hi, void *arg)
 {
     struct own_ranges *o = arg;
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].lo < hi && o->v[i].hi > lo)
-            o->v[i].flags |= GORO__VMA_SPECIAL;
+    size_t n = o->n;
+    for (size_t i = 0; i < n; i++) {
+        goro__vma *v = &o->v[i];
+        if (!(v->lo < hi && v->hi > lo) || (v->flags & GORO__VMA_SPECIAL))
+            continue;
+        size_t need = (v->lo < lo) + (v->hi > hi);
+        if (o->n + need > o->cap) {
+            v->flags |= GORO__VMA_SPECIAL;
+            continue;
+        }
+        if (v->lo < lo) {
+            o->v[o->n] = *v;
+            o->v[o->n++].hi = lo;
+            v->lo = lo;
+        }
+        if (v->hi > hi) {
+            o->v[o->n] = *v;
+            o->v[o->n++].lo = hi;
+            v->hi = hi;
+        }
+        v->flags |= GORO__VMA_SPECIAL;
+    }
 }
 
 int goro__leakscan(uintptr_t fp, goro__scan_result *res)
@@ -857,9 +882,10 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             /* goro's own regions are not heap (and goroutine stacks may
              * hold guard pages that fault when read). */
             size_t nv = n < cap ? n : cap;
-            struct own_ranges own = {.v = pmaps, .n = nv};
+            struct own_ranges own = {.v = pmaps, .n = nv, .cap = cap};
             goro__stack_regions(own_cb, &own);
             goro__g_regions(own_cb, &own);
+            nv = own.n;
             goro__heapmap_probe(&hm);
             hm_bytes = goro__heapmap_plan(&hm, pmaps, nv);
             if (hm.nsegs > hm.capsegs) { /* many large blocks: more room */

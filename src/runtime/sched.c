@@ -436,31 +436,43 @@ static void *mstart(void *arg);
  *     goro__futex_wait(&newm_gate, 1), which returns at once if the gate is
  *     no longer 1; the opener stores 0 before waking every waiter.
  *  W4 a thread start fails: newm decrements newm_inflight itself.
+ *  W5 newm's own writes (m->th, from goro__thread_start) after the thread
+ *     runs: each newm counts twice in newm_inflight, once for the thread
+ *     (dropped after m->tid) and once for itself (dropped after
+ *     goro__thread_start returned), so a closer that read 0 also sees m->th.
  * The closer's own thread passes the gate (a scan must not wait for
  * itself); a thread it creates is found when the scan reads the thread
- * list again with the world stopped. */
+ * list again with the world stopped. Shutdown closes the gate too, before
+ * joining every M (an M still being created was skipped by the join and
+ * raced with it, TSan saw it): newm then fails instead of waiting. The gate
+ * counts its closers (a scan and shutdown may overlap). */
 static void newm_leave(void)
 {
     if (atomic_fetch_sub(&S.newm_inflight, 1) == 1)
         goro__futex_wake(&S.newm_inflight, INT32_MAX);
 }
 
-static void newm_enter(void)
+/* false: shutting down, create nothing. */
+static bool newm_enter(void)
 {
     for (;;) {
-        atomic_fetch_add(&S.newm_inflight, 1);
+        atomic_fetch_add(&S.newm_inflight, 2);
         GORO__CHAOS(GORO__CH_CHECK);
-        if (!atomic_load(&S.newm_gate) || atomic_load(&S.newm_gate_tid) == (int)gettid())
-            return;
+        uint32_t gate = atomic_load(&S.newm_gate);
+        if (!gate || atomic_load(&S.newm_gate_tid) == (int)gettid())
+            return true;
         newm_leave();
-        goro__futex_wait(&S.newm_gate, 1, -1);
+        newm_leave();
+        if (atomic_load(&S.shutdown))
+            return false;
+        goro__futex_wait(&S.newm_gate, gate, -1);
     }
 }
 
-int goro__newm_gate_close(int64_t timeout_ns)
+static int gate_close(int64_t timeout_ns)
 {
-    atomic_store(&S.newm_gate_tid, (int)gettid());
-    atomic_store(&S.newm_gate, 1);
+    atomic_fetch_add(&S.newm_gate, 1);
+    goro__futex_wake(&S.newm_gate, INT32_MAX); /* waiters re-check shutdown */
     int64_t end = goro__nanotime() + timeout_ns;
     uint32_t v;
     while ((v = atomic_load(&S.newm_inflight)) != 0) {
@@ -472,19 +484,29 @@ int goro__newm_gate_close(int64_t timeout_ns)
     return 0;
 }
 
+int goro__newm_gate_close(int64_t timeout_ns)
+{
+    atomic_store(&S.newm_gate_tid, (int)gettid());
+    return gate_close(timeout_ns);
+}
+
 void goro__newm_gate_open(void)
 {
-    atomic_store(&S.newm_gate, 0);
     atomic_store(&S.newm_gate_tid, 0);
+    atomic_fetch_sub(&S.newm_gate, 1);
     goro__futex_wake(&S.newm_gate, INT32_MAX);
 }
 
 static int newm(goro__p *p, bool spinning)
 {
+    if (!newm_enter())
+        return -ESHUTDOWN;
     goro__m *m = calloc(1, sizeof *m);
-    if (!m)
+    if (!m) {
+        newm_leave();
+        newm_leave();
         return -ENOMEM;
-    newm_enter();
+    }
     m->nextp = p;
     m->spinning = spinning;
     /* Where the thread is created from (the threadcreate profile). */
@@ -505,9 +527,11 @@ static int newm(goro__p *p, bool spinning)
     if (rc != 0) {
         /* The M stays on allm (never started): joined as a no-op. */
         m->th.id = 0;
+        newm_leave(); /* the thread's count */
         newm_leave();
         return rc;
     }
+    newm_leave(); /* ours: m->th is written (W5) */
     return 0;
 }
 
@@ -1424,7 +1448,9 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
 
     schedule_loop(m0);
 
-    /* Shutdown: wait for the other threads. */
+    /* Shutdown: no M starts any more, and every M being created is
+     * complete (its m->th written), then wait for the other threads. */
+    gate_close(10 * GORO_SECOND);
     for (;;) {
         goro__mutex_lock(&S.lock);
         goro__m *list = S.allm;
@@ -1440,6 +1466,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
         if (all)
             break;
     }
+    atomic_fetch_sub(&S.newm_gate, 1);
     if (m0->p)
         releasep(m0);
     goro__cpuprof_stop();

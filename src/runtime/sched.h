@@ -303,8 +303,8 @@ typedef struct goro__sched {
      * with nothing else to run takes them (goro_yield). */
     _Atomic uint32_t stuck_work;
     /* The thread-creation gate (goro__newm_gate_close, sched.c). */
-    _Atomic uint32_t newm_gate;     /* 1: closed */
-    _Atomic uint32_t newm_inflight; /* newm calls past the gate whose thread has no tid yet */
+    _Atomic uint32_t newm_gate;     /* closers holding it (0: open) */
+    _Atomic uint32_t newm_inflight; /* 2 per newm past the gate: its thread (until m->tid), itself (until m->th) */
     _Atomic int newm_gate_tid;      /* the closer's thread (not held back by its own gate) */
     /* Configuration. */
     goro__p *allp[GORO__MAX_PROCS];

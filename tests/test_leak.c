@@ -1658,6 +1658,125 @@ static void run_negative(int kind, const char *what)
     free(s);
 }
 
+/* ---- a wait reached by a tail call (-O2) ---------------------------------- */
+
+/* tailcall_o2.c: goro_chan_send((goro_chan *)arg, &v) as a tail call. */
+void lk_tail_sender(void *arg);
+static atomic_int tail_spawn_line;
+
+NOINLINE static int run_async_tail(chan_keep *k)
+{
+    goro_chan *ch;
+    int rc = goro_chan_make(&ch, sizeof(int), 0);
+    if (rc)
+        return rc;
+    if (k->n == WD_MAXCH) {
+        goro_chan_release(ch);
+        return -ENOSPC;
+    }
+    k->v[k->n++] = ch; /* the sender uses this reference: it cannot release one */
+    atomic_store(&tail_spawn_line, __LINE__); rc = goro_go(lk_tail_sender, ch);
+    return rc;
+}
+
+typedef struct wdt_state {
+    chan_keep keep;
+    int64_t limit;
+    int rc_spawn;
+    bool reported, cleaned;
+} wdt_state;
+
+static void wdt_main(void *arg)
+{
+    wdt_state *s = arg;
+    int64_t end = goro_now() + s->limit;
+    while (goro_now() < end && !(s->reported = wd_nseen() > 0)) {
+        if ((s->rc_spawn = run_async_tail(&s->keep)))
+            break;
+        goro_sleep(5 * MS);
+    }
+    for (size_t i = 0; i < s->keep.n; i++)
+        goro_chan_close(s->keep.v[i]);
+    s->cleaned = gt_wait_num_goroutines(1, gt_slow(5 * GORO_SECOND));
+    for (size_t i = 0; i < s->keep.n; i++)
+        goro_chan_release(s->keep.v[i]);
+}
+
+/* The test-time check on the same goroutine: its report names
+ * lk_tail_sender as the wait site (before: no site at all, "?:0"). */
+typedef struct ftc_state {
+    goro_leak_report *rep;
+    int rc;
+    bool cleaned;
+} ftc_state;
+
+static void ftc_main(void *arg)
+{
+    ftc_state *s = arg;
+    goro_chan *ch;
+    if ((s->rc = goro_chan_make(&ch, sizeof(int), 0)) != 0)
+        return;
+    if ((s->rc = goro_go(lk_tail_sender, ch)) != 0) {
+        goro_chan_release(ch);
+        return;
+    }
+    /* goro_leak_find retries until the sender is blocked (or its budget
+     * ends): no sleep needed. */
+    s->rc = goro_leak_find(NULL, &s->rep);
+    goro_chan_close(ch);
+    s->cleaned = gt_wait_num_goroutines(1, gt_slow(5 * GORO_SECOND));
+    goro_chan_release(ch);
+}
+
+static void test_find_tail_call(void **st)
+{
+    (void)st;
+    ftc_state s = {0};
+    goro_options o = gt_opts(2);
+    assert_rc(gt_run("leak find, tail call", ftc_main, &s, &o, 30), 0);
+    assert_rc(s.rc, 0);
+    assert_true(s.cleaned);
+    assert_non_null(s.rep);
+    assert_int_equal(s.rep->count, 1);
+    const goro_goroutine_info *g = &s.rep->goroutines[0];
+    assert_string_equal(g->state, "chan send");
+    const goro_frame *top = top_frame(g);
+    assert_non_null(top);
+    assert_string_equal(top->func, "lk_tail_sender");
+    goro_leak_report_free(s.rep);
+}
+
+/* The saved return address of the blocking call lands in goro's goroutine
+ * entry: the watchdog names the goroutine's own function, not goro's
+ * trampoline (before: "(in goro__g_start)"). */
+static void test_watchdog_tail_call(void **st)
+{
+    (void)st;
+    wd_configure();
+    wdt_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->limit = gt_slow(5 * GORO_SECOND);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("watchdog, tail call", wdt_main, s, &o, 30);
+    goro_watchdog_configure(NULL);
+    wd_print_all("tail call");
+    assert_rc(rc, 0);
+    assert_rc(s->rc_spawn, 0);
+    assert_true(s->cleaned);
+    assert_true_msg(s->reported, "the tail-call leak was not reported within %lld ms",
+                    (long long)(s->limit / MS));
+    pthread_mutex_lock(&wdrec.mu);
+    wd_seen w = wdrec.v[0];
+    pthread_mutex_unlock(&wdrec.mu);
+    assert_string_equal(w.reason, "chan send");
+    assert_string_equal(w.cfunc, "run_async_tail");
+    assert_int_equal(w.cline, atomic_load(&tail_spawn_line));
+    assert_true_msg(strcmp(w.wfunc, "lk_tail_sender") == 0, "wait site in %s (%s:%d): %s",
+                    w.wfunc, w.wfile, w.wline, w.msg);
+    assert_null(strstr(w.msg, "(in goro"));
+    free(s);
+}
+
 static void test_watchdog_pool_not_reported(void **st)
 {
     (void)st;
@@ -1713,6 +1832,8 @@ int main(void)
         cmocka_unit_test(test_run_checked),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_watchdog_story),
+        cmocka_unit_test(test_watchdog_tail_call),
+        cmocka_unit_test(test_find_tail_call),
         cmocka_unit_test(test_watchdog_pool_not_reported),
         cmocka_unit_test(test_watchdog_sleepers_not_reported),
         cmocka_unit_test(test_watchdog_sockets_not_reported),

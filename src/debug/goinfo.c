@@ -68,6 +68,12 @@ int goro__goinfo_from_snap(goro__symcache *c, const goro__gsnap *s, int64_t now,
                 break;
             info->stack[info->nstack++] = f;
         }
+        /* A wait reached by a tail call (-O2 without
+         * -fno-optimize-sibling-calls) returns straight into goro's entry:
+         * the function that made it has no frame. Name the goroutine's own
+         * function rather than nothing. */
+        if (!goro__goinfo_top(info) && s->info.fn && info->nstack < n)
+            goro__frame_of(c, (uintptr_t)s->info.fn, true, &info->stack[info->nstack++]);
     }
     if (s->info.parent_id) {
         uint32_t k = s->info.npc;

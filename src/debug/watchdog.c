@@ -18,7 +18,11 @@
  * goroutines waiting briefly (young), or thousands of connections parked on
  * sockets (not a primitive) never qualify; the story's leak (a growing
  * group of goroutines blocked forever on the same send) does within
- * min_age + windows * period. A new suspect is symbolized and reported once
+ * min_age + windows * period. The group remembers its oldest member; when
+ * the saved return address lands in goro's own code (a function that ended
+ * in a tail call to the blocking call, at -O2), reporting walks that
+ * member's stack past goro's frames, or names its goroutine function
+ * (user_wait_site). A new suspect is symbolized and reported once
  * (stderr line or callback), kept in the suspect list (refreshed every
  * period) for /debug/goro/leaks and counted for /metrics.
  *
@@ -48,6 +52,8 @@ typedef struct wgroup {
     int cline;
     uintptr_t wait_pc;
     uint8_t reason;
+    uint32_t sample_slot;       /* a member seen in the last pass (registry slot) */
+    uint64_t sample_id;
     uint32_t count;             /* this pass */
     int64_t oldest_since;       /* this pass */
     uint32_t hist[MAXW + 1];    /* counts of the last passes, [0] newest */
@@ -160,12 +166,46 @@ static wgroup *group_get(const goro__gpeek *p, uint64_t h)
     return g;
 }
 
+static bool is_goro_func(const char *f) { return !strncmp(f, "goro_", 5); }
+
+/* The wait site is the return address saved in the public blocking call's
+ * frame. When that lands in goro's own code, the caller's frame is gone: a
+ * function that ended in a tail call to the blocking call (-O2 without
+ * -fno-optimize-sibling-calls) returns straight into goro's goroutine
+ * entry, or into goro_once_do. Then walk a member's stack past goro's
+ * frames to the first of the user's, or, when there is none, name the
+ * goroutine's own function (the one that made the tail call). Runs only
+ * when a suspect is reported (symbolization is not in the timed pass). */
+static void user_wait_site(wgroup *g, goro__symcache *c, goro_frame *out)
+{
+    goro__frame_of(c, g->wait_pc, false, out);
+    if (!is_goro_func(out->func))
+        return;
+    goro__gsnap *snap = malloc(sizeof *snap);
+    if (!snap)
+        return;
+    if (goro__gsnap_take(g->sample_slot, snap) && snap->id == g->sample_id) {
+        bool found = false;
+        for (uint32_t i = 1; i < snap->npc && !found; i++) {
+            goro_frame f;
+            goro__frame_of(c, snap->pc[i], false, &f);
+            if (!is_goro_func(f.func)) {
+                *out = f;
+                found = true;
+            }
+        }
+        if (!found && snap->info.fn)
+            goro__frame_of(c, (uintptr_t)snap->info.fn, true, out);
+    }
+    free(snap);
+}
+
 /* Symbolize a new suspect and build its line. */
 static void describe(wgroup *g, goro__symcache *c, int64_t now, double growth)
 {
     goro_leak_suspect *s = &g->sus;
     s->reason = goro__wait_reason_str(g->reason);
-    goro__frame_of(c, g->wait_pc, false, &s->wait_site);
+    user_wait_site(g, c, &s->wait_site);
     s->ncreated = 0;
     for (uint16_t i = 0; i < g->ncreate && i < 8; i++) {
         goro_frame f;
@@ -229,8 +269,12 @@ static void pass(int64_t now)
      * only touched under it. Peeks go into a local batch first. */
     enum { BATCH = 512 };
     goro__gpeek *batch = malloc(BATCH * sizeof *batch);
-    if (!batch)
+    uint32_t *slots = malloc(BATCH * sizeof *slots);
+    if (!batch || !slots) {
+        free(batch);
+        free(slots);
         return;
+    }
     pthread_mutex_lock(&wd.lock);
     for (size_t i = 0; i < wd.cap; i++)
         for (wgroup *g = wd.slots[i]; g; g = g->next) {
@@ -245,6 +289,7 @@ static void pass(int64_t now)
             if (!goro__gpeek_take(i, p) || p->newborn || p->state != GORO__G_WAITING ||
                 p->timed || !goro__wait_reason_is_primitive(p->wait_reason) || !p->wait_pc)
                 continue;
+            slots[k] = i;
             if (++k < BATCH)
                 continue;
         }
@@ -254,13 +299,17 @@ static void pass(int64_t now)
             if (!g)
                 continue;
             g->count++;
-            if (batch[j].wait_since && batch[j].wait_since < g->oldest_since)
+            if (batch[j].wait_since && batch[j].wait_since < g->oldest_since) {
                 g->oldest_since = batch[j].wait_since;
+                g->sample_slot = slots[j]; /* the oldest member: the likeliest to stay */
+                g->sample_id = batch[j].id;
+            }
         }
         pthread_mutex_unlock(&wd.lock);
         k = 0;
     }
     free(batch);
+    free(slots);
 
     /* Windows, suspects, reports. */
     goro__symcache *c = NULL;

@@ -164,12 +164,12 @@ static inline __attribute__((always_inline)) int goro__chan_try_recv_locked(goro
         }
     }
     if (n > 0) {
-        unsigned char *s = goro__chan_slot(c, c->recvx);
+        /* The slot keeps a copy of what it held (Go clears it for its GC):
+         * clearing it cost up to 4% on the buffered benchmark. The leak
+         * scan reads the whole buffer of a reachable channel, so a stale
+         * pointer in a consumed slot can hide a leak (README, known limits). */
         if (elem)
-            goro__elem_copy(elem, s, c->elem_size);
-        /* An empty slot keeps no copy of what it held (as in Go): the leak
-         * scan reads the buffer, and a stale pointer there hides a leak. */
-        memset(s, 0, c->elem_size);
+            goro__elem_copy(elem, goro__chan_slot(c, c->recvx), c->elem_size);
         if (++c->recvx == c->cap)
             c->recvx = 0;
         goro__store_relaxed(&c->count, n - 1);

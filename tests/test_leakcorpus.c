@@ -1732,25 +1732,41 @@ static void post_check(const lc_case *k)
     /* Fewer: the goroutines are where they should be (checked below) but
      * the scan did not judge some of them (a note; for a leak, a miss). */
     cx.judged_short = cx.st.blocked < judged;
-    goro_leak_report *r = NULL;
-    if (goro_leak_find(&(goro_leak_opts){.retries = -1}, &r) != 0) {
-        cx.pre_ok = false;
-        snprintf(cx.pre_err, sizeof cx.pre_err, "goro_leak_find failed");
-        return;
-    }
-    for (int i = 0; i < MAXEX && k->ex[i].name && cx.pre_ok; i++) {
-        const expect *e = &k->ex[i];
-        for (int j = 0; j < e->n; j++) {
-            const goro_goroutine_info *g = nth_named(r, e->name, j);
-            if (!g || strcmp(g->state, e->state) != 0) {
-                cx.pre_ok = false;
-                snprintf(cx.pre_err, sizeof cx.pre_err, "%s #%d is %s, expected %s", e->name,
-                         j + 1, g ? g->state : "missing", e->state);
-                break;
+    /* A sleeper loops on short sleeps: a snapshot can catch it runnable or
+     * running between two of them. Blocked goroutines do not move, so take
+     * snapshots until every goroutine is in its declared state (bounded). */
+    int64_t end = goro_now() + gt_slow(2 * GORO_SECOND);
+    for (;;) {
+        goro_leak_report *r = NULL;
+        if (goro_leak_find(&(goro_leak_opts){.retries = -1}, &r) != 0) {
+            cx.pre_ok = false;
+            snprintf(cx.pre_err, sizeof cx.pre_err, "goro_leak_find failed");
+            return;
+        }
+        bool states_ok = true;
+        for (int i = 0; i < MAXEX && k->ex[i].name && states_ok; i++) {
+            const expect *e = &k->ex[i];
+            for (int j = 0; j < e->n; j++) {
+                const goro_goroutine_info *g = nth_named(r, e->name, j);
+                if (!g || strcmp(g->state, e->state) != 0) {
+                    states_ok = false;
+                    snprintf(cx.pre_err, sizeof cx.pre_err, "%s #%d is %s, expected %s",
+                             e->name, j + 1, g ? g->state : "missing", e->state);
+                    break;
+                }
             }
         }
+        goro_leak_report_free(r);
+        if (states_ok) {
+            cx.pre_err[0] = 0;
+            return;
+        }
+        if (goro_now() >= end) {
+            cx.pre_ok = false;
+            return;
+        }
+        goro_sleep(MS);
     }
-    goro_leak_report_free(r);
 }
 
 static void lc_main(void *arg)

@@ -795,15 +795,28 @@ typedef struct goro_leak_scan_stats {
  * again (goro_leak_find does); -ENOMEM. */
 int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
 
-/* The production watchdog (on by default): every `period` it groups the
- * goroutines parked on goro primitives (channels, select, sync; never I/O,
- * sleep or syscalls) by creation site, wait site and wait reason. A group
- * that grew in each of the last `windows` periods, has at least `min_count`
- * members, and whose oldest member has waited at least `min_age` becomes a
- * leak suspect and is reported once (a line on stderr, or on_suspect):
+/* The production watchdog (on by default). The runtime counts the
+ * goroutines parked on goro primitives (channels, select, sync, contexts;
+ * never I/O, sleep, syscalls or waits with a deadline) by creation site,
+ * wait site and wait reason as they park and wake (a few instructions per
+ * park), and every `period` the watchdog reads those counts: its cost does
+ * not grow with the number of goroutines. Groups started by one function
+ * (from any of its goro_go lines) and blocked for one reason form a
+ * family. A family becomes a leak suspect, reported once (a line on
+ * stderr, or on_suspect), when at least one member has waited `min_age`,
+ * the number of such members grew, and either
+ *  - its size grew in each of the last `windows` periods and it has at
+ *    least `min_count` members, or
+ *  - over the last 20 s its size never dropped and rose at least 5 times
+ *    (a small steady leak, whatever min_count).
  *   goro: possible goroutine leak: 52341 goroutines created at run_async
- *   (service.c:17) blocked in chan send at service.c:19, growing 1203/s,
- *   oldest 4m */
+ *   (service.c:17) <- handle (service.c:40) blocked in chan send at
+ *   service.c:19 (in async_worker), growing 1203/s, oldest 4m, stacks
+ *   204.5 MiB
+ * Ages are measured in steps of 67 ms; min_age is at most
+ * GORO_WATCHDOG_MAX_MIN_AGE. A worker pool (stable), request goroutines
+ * waiting briefly (young), sleepers and sockets never qualify. */
+#define GORO_WATCHDOG_MAX_MIN_AGE (8 * GORO_SECOND)
 typedef struct goro_leak_suspect {
     size_t count;           /* goroutines in the group now */
     double growth_per_sec;  /* over the last `windows` periods */
@@ -815,13 +828,14 @@ typedef struct goro_leak_suspect {
     goro_frame created[8];
     int64_t first_reported; /* goro_now() when it became a suspect */
     const char *message;    /* the one-line report */
+    uint64_t stack_bytes;   /* stack memory of the group when reported */
 } goro_leak_suspect;
 
 typedef struct goro_watchdog_opts {
-    bool disabled;        /* also GORO_WATCHDOG=0 */
-    int64_t period;       /* 0 = 2 s (GORO_WATCHDOG_PERIOD_MS) */
-    int windows;          /* 0 = 3 */
-    int64_t min_age;      /* 0 = 5 s (GORO_WATCHDOG_MIN_AGE_MS) */
+    bool disabled;        /* also GORO_WATCHDOG=0 (the runtime then stops counting) */
+    int64_t period;       /* 0 = 500 ms (GORO_WATCHDOG_PERIOD_MS) */
+    int windows;          /* 0 = 3 (at most 16) */
+    int64_t min_age;      /* 0 = 2 s (GORO_WATCHDOG_MIN_AGE_MS) */
     size_t min_count;     /* 0 = 10 */
     /* Called from goro's monitor thread for each new suspect; must not
      * block. NULL: print the message line on stderr. */
@@ -830,7 +844,8 @@ typedef struct goro_watchdog_opts {
 } goro_watchdog_opts;
 
 /* Configure the watchdog (NULL: defaults). Takes effect at once and for
- * later goro_run calls. Errors: -EINVAL negative values. */
+ * later goro_run calls. Errors: -EINVAL negative values, windows above 16,
+ * min_age above GORO_WATCHDOG_MAX_MIN_AGE. */
 int goro_watchdog_configure(const goro_watchdog_opts *opts);
 
 /* The current suspects (their counts refreshed every period), newest

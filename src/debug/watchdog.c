@@ -1,37 +1,46 @@
 /*
  * watchdog.c - the production leak watchdog (on by default, cheap).
  *
- * Every period (default 2 s), from the sysmon thread, one pass over the
- * goroutine registry groups the goroutines parked on goro primitives
- * (channels, select, sync — never I/O, sleep, syscalls or waits with a
- * deadline, which end by themselves) by (creation site, wait site, wait
- * reason). The pass reads each goroutine through goro__gpeek_take: a few
- * fields and the return address saved in the public blocking call's frame,
- * no unwinding, no symbolization, nothing locked that goroutines use.
+ * The runtime counts parked goroutines by wait group at park and wake-up
+ * (runtime/census.c: (creation site, wait site, reason), waits on goro
+ * primitives without a deadline only, per-P counters by park epoch). Every
+ * period (default 500 ms), from the sysmon thread, a pass reads those
+ * counters: O(groups x Ps), whatever the number of goroutines. Each group
+ * belongs to a family: (creating function, reason); the goroutines one
+ * function starts from two goro_go lines, or that move between two copies
+ * of one wait call, are one family. Per family and pass the watchdog keeps
+ * the count and the "aged" count (members parked at least min_age ago,
+ * from the census's age lower bounds).
  *
- * A group becomes a leak suspect when its size grew in each of the last
- * `windows` periods (and so did its family: all groups with its creation
- * site and reason, whatever the exact wait address, so that members moving
- * between two copies of one call site do not count as growth), it has at
- * least `min_count` members, and its oldest member has waited at least
- * `min_age`: a worker pool (stable), request
- * goroutines waiting briefly (young), or thousands of connections parked on
- * sockets (not a primitive) never qualify; the story's leak (a growing
- * group of goroutines blocked forever on the same send) does within
- * min_age + windows * period. The group remembers its oldest member; when
- * the saved return address lands in goro's own code (a function that ended
- * in a tail call to the blocking call, at -O2), reporting walks that
- * member's stack past goro's frames, or names its goroutine function
- * (user_wait_site). A new suspect is symbolized and reported once
- * (stderr line or callback), kept in the suspect list (refreshed every
- * period) for /debug/goro/leaks and counted for /metrics.
+ * A family becomes a leak suspect when
+ *  - fast rule: its count grew in each of the last `windows` periods, its
+ *    aged count grew over them, and it has at least `min_count` members;
+ *  - slow rule (a small leak, e.g. one goroutine a second): over the last
+ *    SLOW_SPAN seconds its count never dropped, rose in at least
+ *    SLOW_STEPS passes and by at least SLOW_STEPS, and its aged count grew.
+ * Either way at least one member has waited min_age (aged count > 0): a
+ * worker pool (stable count), request goroutines waiting briefly (never
+ * aged), thousands of connections parked on sockets, sleepers and timed
+ * waits (not counted) never qualify; the story's leak (a growing group
+ * blocked forever on the same send) does within min_age + windows periods.
  *
- * Cost: when a pass takes longer than 2% of the period (a million parked
- * goroutines), the next one waits longer, so the watchdog never takes more
- * than ~2% of one CPU.
+ * Reporting runs after the timed pass (its cost does not count against the
+ * budget below): it names the family's largest group, walks the goroutine
+ * registry once for that group's members (their number, stack bytes, the
+ * oldest wait, and a member whose stack shows the user's frame when the
+ * saved return address lands in goro's own code: a tail call at -O2,
+ * user_wait_site), symbolizes, prints the line (or calls on_suspect), and
+ * keeps the suspect listed (count refreshed every pass) for
+ * /debug/goro/leaks and /metrics.
  *
- * Locking: wd.lock (thread mutex) guards configuration, groups and the
- * suspect list; held by sysmon during a pass's bookkeeping and by readers.
+ * Cost: the pass is O(groups); when it still takes longer than 2% of the
+ * period, the next one waits longer (the watchdog stays under ~2% of one
+ * CPU). Families are created from census groups once (one symbolization
+ * per new group when goro_go did not record the creating function).
+ *
+ * Locking: wd.lock (thread mutex) guards configuration, families and the
+ * suspect list; held by sysmon during a pass and by readers. It is never
+ * taken by goroutines in the park path (the census is lock-free).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -39,45 +48,54 @@
 #include <string.h>
 
 #include "debug/goinfo.h"
+#include "runtime/census.h"
 #include "runtime/sched.h"
 
 #define MAXW 16
+#define HIST 64                      /* passes of history per family */
+#define SLOW_SPAN (20 * GORO_SECOND) /* the slow rule's horizon */
+#define SLOW_STEPS 5
 
-typedef struct wgroup {
-    struct wgroup *next;
-    uint64_t hash;
-    uintptr_t create_pcs[GORO__CREATE_DEPTH];
-    uint16_t ncreate;
-    const char *cfile, *cfunc;
-    int cline;
-    uintptr_t wait_pc;
+typedef struct wfam {
+    struct wfam *next;
+    char *func;      /* creating function (malloc'd) */
     uint8_t reason;
-    uint32_t sample_slot;       /* a member seen in the last pass (registry slot) */
-    uint64_t sample_id;
-    uint32_t count;             /* this pass */
-    int64_t oldest_since;       /* this pass */
-    uint32_t hist[MAXW + 1];    /* counts of the last passes, [0] newest */
-    uint32_t npass;             /* passes recorded in hist */
-    uint32_t unseen;            /* passes in a row with count 0 */
+    uint32_t count, aged;        /* this pass */
+    int64_t oldest_lb;           /* this pass: lower bound of the oldest wait */
+    uint32_t top;                /* this pass: the largest census group */
+    uint32_t top_count;
+    uint32_t hist[HIST + 1];     /* counts of the last passes, [0] newest */
+    uint32_t hist_aged[HIST + 1];
+    uint32_t npass;              /* passes recorded in hist */
+    uint32_t nlines;             /* creation lines seen (groups' distinct sites) */
     bool reported;
-    goro_leak_suspect sus;      /* filled when reported */
-} wgroup;
+    int64_t oldest_since;        /* from the report's registry walk */
+    goro_leak_suspect sus;       /* filled when reported */
+} wfam;
 
 static struct {
     pthread_mutex_t lock;
     goro_watchdog_opts opts;
     bool env_read;
-    wgroup **slots;
-    size_t cap, n;
+    wfam *fams;
+    wfam **gfam;       /* census group index -> family */
+    uint32_t ngfam;    /* groups resolved */
+    goro__symcache *symc;
     int64_t next_pass;
     int64_t last_pass;
+    int64_t last_cost;
     _Atomic uint64_t reports;
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static int64_t opt_period(void) { return wd.opts.period ? wd.opts.period : 2 * GORO_SECOND; }
+static int64_t opt_period(void) { return wd.opts.period ? wd.opts.period : 500 * GORO_MILLISECOND; }
 static int opt_windows(void) { return wd.opts.windows ? wd.opts.windows : 3; }
-static int64_t opt_min_age(void) { return wd.opts.min_age ? wd.opts.min_age : 5 * GORO_SECOND; }
+static int64_t opt_min_age(void) { return wd.opts.min_age ? wd.opts.min_age : 2 * GORO_SECOND; }
 static size_t opt_min_count(void) { return wd.opts.min_count ? wd.opts.min_count : 10; }
+
+static void set_census_locked(void)
+{
+    goro__census_enable(!wd.opts.disabled);
+}
 
 static void read_env_locked(void)
 {
@@ -91,8 +109,9 @@ static void read_env_locked(void)
     if (v && atoll(v) > 0 && !wd.opts.period)
         wd.opts.period = atoll(v) * GORO_MILLISECOND;
     v = getenv("GORO_WATCHDOG_MIN_AGE_MS");
-    if (v && atoll(v) > 0 && !wd.opts.min_age)
+    if (v && atoll(v) > 0 && !wd.opts.min_age && atoll(v) * GORO_MILLISECOND <= GORO_WATCHDOG_MAX_MIN_AGE)
         wd.opts.min_age = atoll(v) * GORO_MILLISECOND;
+    set_census_locked();
 }
 
 int goro_watchdog_configure(const goro_watchdog_opts *o)
@@ -100,73 +119,58 @@ int goro_watchdog_configure(const goro_watchdog_opts *o)
     goro_watchdog_opts def = {0};
     if (!o)
         o = &def;
-    if (o->period < 0 || o->windows < 0 || o->windows > MAXW || o->min_age < 0)
+    if (o->period < 0 || o->windows < 0 || o->windows > MAXW || o->min_age < 0 ||
+        o->min_age > GORO_WATCHDOG_MAX_MIN_AGE)
         return -EINVAL;
     pthread_mutex_lock(&wd.lock);
     wd.env_read = true; /* explicit configuration wins over the environment */
     wd.opts = *o;
     wd.next_pass = 0;
+    set_census_locked();
     pthread_mutex_unlock(&wd.lock);
     return 0;
 }
 
 uint64_t goro_watchdog_reports_total(void) { return atomic_load(&wd.reports); }
 
-static uint64_t group_hash(const goro__gpeek *p)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    uintptr_t k[3] = {p->info.npc ? p->info.pc[0] : (uintptr_t)p->info.fn, p->wait_pc,
-                      p->wait_reason};
-    for (int i = 0; i < 3; i++) {
-        h ^= k[i];
-        h *= 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
-/* Locked. */
-static wgroup *group_get(const goro__gpeek *p, uint64_t h)
-{
-    if (wd.n * 2 >= wd.cap) {
-        size_t ncap = wd.cap ? wd.cap * 2 : 256;
-        wgroup **ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return NULL;
-        for (size_t i = 0; i < wd.cap; i++)
-            for (wgroup *g = wd.slots[i], *next; g; g = next) {
-                next = g->next;
-                g->next = ns[g->hash & (ncap - 1)];
-                ns[g->hash & (ncap - 1)] = g;
-            }
-        free(wd.slots);
-        wd.slots = ns;
-        wd.cap = ncap;
-    }
-    uintptr_t site = p->info.npc ? p->info.pc[0] : (uintptr_t)p->info.fn;
-    wgroup **head = &wd.slots[h & (wd.cap - 1)], *g;
-    for (g = *head; g; g = g->next)
-        if (g->hash == h && g->wait_pc == p->wait_pc && g->reason == p->wait_reason &&
-            (g->ncreate ? g->create_pcs[0] : 0) == (p->info.npc ? site : 0))
-            return g;
-    g = calloc(1, sizeof *g);
-    if (!g)
-        return NULL;
-    g->hash = h;
-    g->ncreate = p->info.npc;
-    memcpy(g->create_pcs, p->info.pc, sizeof g->create_pcs);
-    g->cfile = p->info.file;
-    g->cfunc = p->info.func;
-    g->cline = p->info.line;
-    g->wait_pc = p->wait_pc;
-    g->reason = p->wait_reason;
-    g->next = *head;
-    *head = g;
-    wd.n++;
-    return g;
-}
-
 static bool is_goro_func(const char *f) { return !strncmp(f, "goro_", 5); }
+
+/* Does gpeek p belong to census group k? */
+static bool member_of(const goro__gpeek *p, const goro__census_key *k)
+{
+    uintptr_t site = p->info.npc ? p->info.pc[0] : (uintptr_t)p->info.fn;
+    return !p->newborn && p->state == GORO__G_WAITING && !p->timed && site == k->site &&
+           p->wait_pc == k->wait_pc && p->wait_reason == k->reason;
+}
+
+/* The report's registry walk (outside the timed pass): the members of
+ * group k now, their stack bytes, the oldest wait and that member's slot. */
+typedef struct walk_res {
+    size_t n;
+    uint64_t stack_bytes;
+    int64_t oldest_since;
+    uint32_t slot;
+    uint64_t id;
+} walk_res;
+
+static void walk_group(const goro__census_key *k, walk_res *r)
+{
+    memset(r, 0, sizeof *r);
+    r->oldest_since = INT64_MAX;
+    uint32_t lim = goro__reg_limit();
+    for (uint32_t i = 0; i < lim; i++) {
+        goro__gpeek p;
+        if (!goro__gpeek_take(i, &p) || !member_of(&p, k))
+            continue;
+        r->n++;
+        r->stack_bytes += p.stack_bytes;
+        if (p.wait_since && p.wait_since < r->oldest_since) {
+            r->oldest_since = p.wait_since;
+            r->slot = i;
+            r->id = p.id;
+        }
+    }
+}
 
 /* The wait site is the return address saved in the public blocking call's
  * frame. When that lands in goro's own code, the caller's frame is gone: a
@@ -176,15 +180,16 @@ static bool is_goro_func(const char *f) { return !strncmp(f, "goro_", 5); }
  * frames to the first of the user's, or, when there is none, name the
  * goroutine's own function (the one that made the tail call). Runs only
  * when a suspect is reported (symbolization is not in the timed pass). */
-static void user_wait_site(wgroup *g, goro__symcache *c, goro_frame *out)
+static void user_wait_site(const goro__census_key *k, const walk_res *wr, goro__symcache *c,
+                           goro_frame *out)
 {
-    goro__frame_of(c, g->wait_pc, false, out);
-    if (!is_goro_func(out->func))
+    goro__frame_of(c, k->wait_pc, false, out);
+    if (!is_goro_func(out->func) || !wr->n)
         return;
     goro__gsnap *snap = malloc(sizeof *snap);
     if (!snap)
         return;
-    if (goro__gsnap_take(g->sample_slot, snap) && snap->id == g->sample_id) {
+    if (goro__gsnap_take(wr->slot, snap) && snap->id == wr->id) {
         bool found = false;
         for (uint32_t i = 1; i < snap->npc && !found; i++) {
             goro_frame f;
@@ -196,186 +201,255 @@ static void user_wait_site(wgroup *g, goro__symcache *c, goro_frame *out)
         }
         if (!found && snap->info.fn)
             goro__frame_of(c, (uintptr_t)snap->info.fn, true, out);
+    } else if (k->fn) {
+        goro__frame_of(c, (uintptr_t)k->fn, true, out);
     }
     free(snap);
 }
 
-/* Symbolize a new suspect and build its line. */
-static void describe(wgroup *g, goro__symcache *c, int64_t now, double growth)
+/* Symbolize a new suspect and build its line (wd.lock held; sysmon). */
+static void describe(wfam *f, int64_t now, double growth)
 {
-    goro_leak_suspect *s = &g->sus;
-    s->reason = goro__wait_reason_str(g->reason);
-    user_wait_site(g, c, &s->wait_site);
+    goro_leak_suspect *s = &f->sus;
+    goro__symcache *c = wd.symc;
+    goro__census_key k;
+    goro__census_key_of(f->top, &k);
+    walk_res wr;
+    walk_group(&k, &wr);
+    f->oldest_since = wr.oldest_since;
+    s->reason = goro__wait_reason_str(f->reason);
+    user_wait_site(&k, &wr, c, &s->wait_site);
+    s->stack_bytes = wr.stack_bytes;
     s->ncreated = 0;
-    for (uint16_t i = 0; i < g->ncreate && i < 8; i++) {
-        goro_frame f;
-        goro__frame_of(c, g->create_pcs[i], false, &f);
-        if (!strncmp(f.func, "goro__", 6))
+    for (uint16_t i = 0; i < k.npc && i < 8; i++) {
+        goro_frame fr;
+        goro__frame_of(c, k.pc[i], false, &fr);
+        if (!strncmp(fr.func, "goro__", 6))
             break;
-        s->created[s->ncreated++] = f;
+        s->created[s->ncreated++] = fr;
     }
-    if (g->cfile) {
+    if (k.file) {
         if (!s->ncreated)
             s->ncreated = 1;
-        s->created[0].file = g->cfile;
-        s->created[0].line = g->cline;
-        if (g->cfunc)
-            s->created[0].func = g->cfunc;
+        s->created[0].file = k.file;
+        s->created[0].line = k.line;
+        if (k.func)
+            s->created[0].func = k.func;
+    }
+    if (!s->ncreated && k.fn) { /* no creation stack: name the goroutine function */
+        goro__frame_of(c, (uintptr_t)k.fn, true, &s->created[0]);
+        s->ncreated = 1;
     }
     s->first_reported = now;
-    char chain[1024], oldest[32];
-    size_t k = 0;
+    if (wr.n && wr.oldest_since != INT64_MAX && now - wr.oldest_since > s->oldest_wait_ns)
+        s->oldest_wait_ns = now - wr.oldest_since;
+    char chain[1024], oldest[32], lines[64] = "";
+    size_t n = 0;
     chain[0] = 0;
-    for (size_t i = 0; i < s->ncreated && k < sizeof chain; i++)
-        k += (size_t)snprintf(chain + k, sizeof chain - k, "%s%s (%s:%d)", i ? " <- " : "",
+    for (size_t i = 0; i < s->ncreated && n < sizeof chain; i++)
+        n += (size_t)snprintf(chain + n, sizeof chain - n, "%s%s (%s:%d)", i ? " <- " : "",
                               s->created[i].func, goro__short_file(s->created[i].file),
                               s->created[i].line);
+    if (f->nlines > 1)
+        snprintf(lines, sizeof lines, " (and %u other creation sites in %s)", f->nlines - 1,
+                 f->func);
     goro__fmt_duration(oldest, sizeof oldest, s->oldest_wait_ns);
     char *msg = NULL;
     if (asprintf(&msg,
-                 "goro: possible goroutine leak: %zu goroutines created at %s blocked in %s "
-                 "at %s:%d (in %s), growing %.0f/s, oldest %s",
-                 s->count, s->ncreated ? chain : "?", s->reason,
+                 "goro: possible goroutine leak: %zu goroutines created at %s%s blocked in %s "
+                 "at %s:%d (in %s), growing %.0f/s, oldest %s, stacks %.1f MiB",
+                 s->count, s->ncreated ? chain : "?", lines, s->reason,
                  goro__short_file(s->wait_site.file), s->wait_site.line, s->wait_site.func,
-                 growth, oldest) < 0)
+                 growth, oldest, (double)s->stack_bytes / (1 << 20)) < 0)
         msg = NULL;
     s->message = msg;
 }
 
-/* Locked. Did the family of g - every group with its creation site and
- * wait reason, whatever the exact wait address - grow in each of the last W
- * passes? A compiler may duplicate one source call (clang does for a loop's
- * first iteration): a stable pool's workers then move from one group to the
- * other, which grows while the family does not. */
-static bool family_grew(const wgroup *g, int W)
+/* Locked. The family of census group idx (created on first sight). */
+static wfam *family_of(uint32_t idx)
 {
-    uint64_t sum[MAXW + 1] = {0};
-    uintptr_t site = g->ncreate ? g->create_pcs[0] : 0;
-    for (size_t i = 0; i < wd.cap; i++)
-        for (const wgroup *o = wd.slots[i]; o; o = o->next)
-            if (o->reason == g->reason && (o->ncreate ? o->create_pcs[0] : 0) == site &&
-                o->cfile == g->cfile && o->cline == g->cline)
-                for (int w = 0; w <= W; w++)
-                    sum[w] += o->npass > (uint32_t)w ? o->hist[w] : 0;
+    goro__census_key k;
+    goro__census_key_of(idx, &k);
+    char buf[256];
+    const char *name = k.func;
+    if (!name) {
+        if (!wd.symc && !(wd.symc = goro__symcache_new()))
+            return NULL;
+        goro_frame fr;
+        uintptr_t pc = k.npc ? k.pc[0] : (uintptr_t)k.fn;
+        goro__frame_of(wd.symc, pc, !k.npc, &fr);
+        snprintf(buf, sizeof buf, "%s", fr.func ? fr.func : "?");
+        name = buf;
+    }
+    wfam *f;
+    for (f = wd.fams; f; f = f->next)
+        if (f->reason == k.reason && !strcmp(f->func, name))
+            break;
+    if (!f) {
+        f = calloc(1, sizeof *f);
+        if (!f || !(f->func = strdup(name))) {
+            free(f);
+            return NULL;
+        }
+        f->reason = k.reason;
+        f->next = wd.fams;
+        wd.fams = f;
+    }
+    /* A new creation site of the family? (Sites of the groups resolved so
+     * far; the number of groups is small.) */
+    bool seen = false;
+    for (uint32_t j = 1; j < idx && !seen; j++) {
+        if (wd.gfam[j] != f)
+            continue;
+        goro__census_key o;
+        goro__census_key_of(j, &o);
+        seen = o.site == k.site;
+    }
+    if (!seen)
+        f->nlines++;
+    return f;
+}
+
+/* Locked. Resolve the census groups created since the last pass. */
+static void resolve_groups(void)
+{
+    uint32_t n = goro__census_ngroups();
+    if (n <= wd.ngfam)
+        return;
+    wfam **ng = realloc(wd.gfam, (n + 1) * sizeof *ng);
+    if (!ng)
+        return;
+    wd.gfam = ng;
+    for (uint32_t i = wd.ngfam + 1; i <= n; i++) {
+        wd.gfam[i] = NULL;
+        wd.gfam[i] = family_of(i);
+        wd.ngfam = i;
+    }
+}
+
+static bool fast_rule(const wfam *f, int W)
+{
+    if (f->npass <= (uint32_t)W || f->count < opt_min_count())
+        return false;
     for (int w = 0; w < W; w++)
-        if (sum[w] <= sum[w + 1])
+        if (f->hist[w] <= f->hist[w + 1])
             return false;
-    return true;
+    return f->hist_aged[0] > f->hist_aged[W];
+}
+
+static bool slow_rule(const wfam *f, int64_t period)
+{
+    uint32_t span = (uint32_t)(SLOW_SPAN / period);
+    if (span < SLOW_STEPS + 1)
+        span = SLOW_STEPS + 1;
+    if (span > HIST)
+        span = HIST;
+    if (f->npass <= span)
+        return false;
+    uint32_t steps = 0;
+    for (uint32_t w = 0; w < span; w++) {
+        if (f->hist[w] < f->hist[w + 1])
+            return false;
+        steps += f->hist[w] > f->hist[w + 1];
+    }
+    return steps >= SLOW_STEPS && f->hist[0] - f->hist[span] >= SLOW_STEPS &&
+           f->hist_aged[0] > f->hist_aged[span];
+}
+
+/* Locked. Read the census into the families (the timed part). */
+static void count(int64_t now)
+{
+    int64_t min_age = opt_min_age();
+    for (wfam *f = wd.fams; f; f = f->next) {
+        f->count = f->aged = 0;
+        f->oldest_lb = 0;
+        f->top = 0;
+        f->top_count = 0;
+    }
+    uint32_t by_slot[GORO__CENSUS_RING];
+    int64_t age[GORO__CENSUS_RING];
+    for (uint32_t s = 0; s < GORO__CENSUS_RING; s++)
+        age[s] = goro__census_slot_age(s, now);
+    for (uint32_t i = 1; i <= wd.ngfam; i++) {
+        wfam *f = wd.gfam[i];
+        if (!f)
+            continue;
+        uint64_t n = goro__census_read(i, by_slot);
+        if (!n)
+            continue;
+        f->count += (uint32_t)n;
+        for (uint32_t s = 0; s < GORO__CENSUS_RING; s++) {
+            if (!by_slot[s])
+                continue;
+            if (age[s] >= min_age)
+                f->aged += by_slot[s];
+            if (age[s] > f->oldest_lb)
+                f->oldest_lb = age[s];
+        }
+        if (n > f->top_count) {
+            f->top_count = (uint32_t)n;
+            f->top = i;
+        }
+    }
 }
 
 static void pass(int64_t now)
 {
-    /* Count without the lock (reading goroutines is lock-free); groups are
-     * only touched under it. Peeks go into a local batch first. */
-    enum { BATCH = 512 };
-    goro__gpeek *batch = malloc(BATCH * sizeof *batch);
-    uint32_t *slots = malloc(BATCH * sizeof *slots);
-    if (!batch || !slots) {
-        free(batch);
-        free(slots);
-        return;
-    }
     pthread_mutex_lock(&wd.lock);
-    for (size_t i = 0; i < wd.cap; i++)
-        for (wgroup *g = wd.slots[i]; g; g = g->next) {
-            g->count = 0;
-            g->oldest_since = INT64_MAX;
-        }
-    pthread_mutex_unlock(&wd.lock);
-    uint32_t lim = goro__reg_limit(), k = 0;
-    for (uint32_t i = 0; i <= lim; i++) {
-        if (i < lim) {
-            goro__gpeek *p = &batch[k];
-            if (!goro__gpeek_take(i, p) || p->newborn || p->state != GORO__G_WAITING ||
-                p->timed || !goro__wait_reason_is_primitive(p->wait_reason) || !p->wait_pc)
-                continue;
-            slots[k] = i;
-            if (++k < BATCH)
-                continue;
-        }
-        pthread_mutex_lock(&wd.lock);
-        for (uint32_t j = 0; j < k; j++) {
-            wgroup *g = group_get(&batch[j], group_hash(&batch[j]));
-            if (!g)
-                continue;
-            g->count++;
-            if (batch[j].wait_since && batch[j].wait_since < g->oldest_since) {
-                g->oldest_since = batch[j].wait_since;
-                g->sample_slot = slots[j]; /* the oldest member: the likeliest to stay */
-                g->sample_id = batch[j].id;
-            }
-        }
-        pthread_mutex_unlock(&wd.lock);
-        k = 0;
-    }
-    free(batch);
-    free(slots);
+    resolve_groups();
+    int64_t t0 = goro__nanotime();
+    count(now);
+    wd.last_cost = goro__nanotime() - t0;
 
     /* Windows, suspects, reports. */
-    goro__symcache *c = NULL;
-    pthread_mutex_lock(&wd.lock);
     int W = opt_windows();
-    double period_s = (double)opt_period() / GORO_SECOND;
-    /* Two loops: every group's history is shifted before any is judged,
-     * because family_grew() sums the histories of other groups. Judged
-     * in the same loop, a group visited later would still hold last
-     * pass's count at [0]: the sum would mix passes, and a family whose
-     * members move from one group to another faster each period (a pool
-     * under rising load) would seem to grow. */
-    for (size_t i = 0; i < wd.cap; i++) {
-        for (wgroup **pp = &wd.slots[i], *g; (g = *pp);) {
-            memmove(&g->hist[1], &g->hist[0], MAXW * sizeof g->hist[0]);
-            g->hist[0] = g->count;
-            if (g->npass <= MAXW)
-                g->npass++;
-            g->unseen = g->count ? 0 : g->unseen + 1;
-            /* An empty group is kept W+1 passes, so that family_grew()
-             * still sees the members that moved away from it. */
-            if (g->unseen >= (uint32_t)(W + 10) || (!g->reported && g->unseen > (uint32_t)W)) {
-                *pp = g->next;
-                free((void *)g->sus.message);
-                free(g);
-                wd.n--;
-                continue;
-            }
-            pp = &g->next;
+    int64_t period = opt_period();
+    double period_s = (double)period / GORO_SECOND;
+    for (wfam *f = wd.fams; f; f = f->next) {
+        memmove(&f->hist[1], &f->hist[0], HIST * sizeof f->hist[0]);
+        memmove(&f->hist_aged[1], &f->hist_aged[0], HIST * sizeof f->hist_aged[0]);
+        f->hist[0] = f->count;
+        f->hist_aged[0] = f->aged;
+        if (f->npass <= HIST)
+            f->npass++;
+        double growth = f->npass > (uint32_t)W
+                            ? ((double)f->hist[0] - (double)f->hist[W]) / (W * period_s)
+                            : 0;
+        int64_t oldest = f->oldest_lb;
+        if (f->count && f->oldest_since != INT64_MAX && f->oldest_since &&
+            now - f->oldest_since > oldest)
+            oldest = now - f->oldest_since;
+        if (f->reported) {
+            f->sus.count = f->count;
+            f->sus.oldest_wait_ns = f->count ? oldest : 0;
+            if (f->count)
+                f->sus.growth_per_sec = growth;
+            continue;
         }
-    }
-    for (size_t i = 0; i < wd.cap; i++) {
-        for (wgroup *g = wd.slots[i]; g; g = g->next) {
-            bool grew = g->npass > (uint32_t)W;
-            for (int w = 0; grew && w < W; w++)
-                grew = g->hist[w] > g->hist[w + 1];
-            int64_t oldest = g->count && g->oldest_since != INT64_MAX ? now - g->oldest_since : 0;
-            double growth = g->npass > (uint32_t)W
-                                ? ((double)g->hist[0] - (double)g->hist[W]) / (W * period_s)
-                                : 0;
-            if (g->reported) {
-                g->sus.count = g->count;
-                g->sus.oldest_wait_ns = oldest;
-                if (g->count)
-                    g->sus.growth_per_sec = growth;
-                continue;
-            }
-            if (!grew || g->count < opt_min_count() || oldest < opt_min_age() ||
-                !family_grew(g, W))
-                continue;
-            g->reported = true;
-            g->sus.count = g->count;
-            g->sus.oldest_wait_ns = oldest;
-            g->sus.growth_per_sec = growth;
-            if (!c)
-                c = goro__symcache_new();
-            describe(g, c, now, growth);
-            atomic_fetch_add(&wd.reports, 1);
-            if (wd.opts.on_suspect)
-                wd.opts.on_suspect(&g->sus, wd.opts.arg);
-            else if (g->sus.message)
-                fprintf(stderr, "%s\n", g->sus.message);
-        }
+        if (!f->count || !f->aged || !f->top || (!fast_rule(f, W) && !slow_rule(f, period)))
+            continue;
+        if (!wd.symc && !(wd.symc = goro__symcache_new()))
+            continue;
+        f->reported = true;
+        f->sus.count = f->count;
+        f->sus.oldest_wait_ns = oldest;
+        f->sus.growth_per_sec = growth;
+        describe(f, now, growth);
+        atomic_fetch_add(&wd.reports, 1);
+        if (wd.opts.on_suspect)
+            wd.opts.on_suspect(&f->sus, wd.opts.arg);
+        else if (f->sus.message)
+            fprintf(stderr, "%s\n", f->sus.message);
     }
     pthread_mutex_unlock(&wd.lock);
-    goro__symcache_free(c);
+}
+
+void goro__watchdog_start(void)
+{
+    pthread_mutex_lock(&wd.lock);
+    read_env_locked();
+    set_census_locked();
+    pthread_mutex_unlock(&wd.lock);
 }
 
 void goro__watchdog_tick(int64_t now)
@@ -387,33 +461,39 @@ void goro__watchdog_tick(int64_t now)
     pthread_mutex_unlock(&wd.lock);
     if (!due)
         return;
-    int64_t t0 = goro__nanotime();
     pass(now);
-    int64_t cost = goro__nanotime() - t0;
     pthread_mutex_lock(&wd.lock);
-    /* Keep the watchdog under ~2% of one CPU. */
-    wd.next_pass = now + (cost * 50 > period ? cost * 50 : period);
+    /* Keep the counting under ~2% of one CPU (reports are not timed). */
+    wd.next_pass = now + (wd.last_cost * 50 > period ? wd.last_cost * 50 : period);
     wd.last_pass = now;
     pthread_mutex_unlock(&wd.lock);
 }
 
-/* Forget the groups of a finished run (the goroutines are gone). Suspects
- * already reported stay listed. */
+/* Forget the families of a finished run (the goroutines are gone; the
+ * census is reset next). Suspects already reported stay listed. */
 void goro__watchdog_reset(void)
 {
     pthread_mutex_lock(&wd.lock);
-    for (size_t i = 0; i < wd.cap; i++)
-        for (wgroup **pp = &wd.slots[i], *g; (g = *pp);) {
-            if (g->reported) {
-                g->count = 0;
-                g->sus.count = 0;
-                pp = &g->next;
-                continue;
-            }
-            *pp = g->next;
-            free(g);
-            wd.n--;
+    for (wfam **pp = &wd.fams, *f; (f = *pp);) {
+        if (f->reported) {
+            f->count = 0;
+            f->sus.count = 0;
+            memset(f->hist, 0, sizeof f->hist);
+            memset(f->hist_aged, 0, sizeof f->hist_aged);
+            f->npass = 0;
+            f->nlines = 0;
+            pp = &f->next;
+            continue;
         }
+        *pp = f->next;
+        free(f->func);
+        free(f);
+    }
+    free(wd.gfam);
+    wd.gfam = NULL;
+    wd.ngfam = 0;
+    goro__symcache_free(wd.symc);
+    wd.symc = NULL;
     wd.next_pass = 0;
     pthread_mutex_unlock(&wd.lock);
 }
@@ -424,22 +504,20 @@ int goro_watchdog_suspects(goro_leak_suspect **out, size_t *n)
         return -EINVAL;
     pthread_mutex_lock(&wd.lock);
     size_t k = 0;
-    for (size_t i = 0; i < wd.cap; i++)
-        for (wgroup *g = wd.slots[i]; g; g = g->next)
-            k += g->reported;
+    for (wfam *f = wd.fams; f; f = f->next)
+        k += f->reported;
     goro_leak_suspect *v = k ? calloc(k, sizeof *v) : NULL;
     if (k && !v) {
         pthread_mutex_unlock(&wd.lock);
         return -ENOMEM;
     }
     size_t j = 0;
-    for (size_t i = 0; i < wd.cap; i++)
-        for (wgroup *g = wd.slots[i]; g; g = g->next)
-            if (g->reported) {
-                v[j] = g->sus;
-                v[j].message = g->sus.message ? strdup(g->sus.message) : NULL;
-                j++;
-            }
+    for (wfam *f = wd.fams; f; f = f->next)
+        if (f->reported) {
+            v[j] = f->sus;
+            v[j].message = f->sus.message ? strdup(f->sus.message) : NULL;
+            j++;
+        }
     pthread_mutex_unlock(&wd.lock);
     /* Newest first. */
     for (size_t a = 1; a < j; a++)

@@ -659,6 +659,9 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
     g->waiting = NULL;
     g->nwaiting = 0;
     g->wake = GORO__WAKE_NONE;
+    g->census_key = 0;
+    g->census_idx = 0;
+    g->census_cp = NULL;
     memset(&g->timer, 0, sizeof g->timer);
     g->timer.idx = -1;
     g->info = nb->info;
@@ -877,7 +880,11 @@ int32_t goro__park(unsigned reason, const void *obj, void (*commit)(void *), voi
     if (GORO__UNLIKELY(goro__load_relaxed(&goro__blockprof_rate) > 0) &&
         goro__wait_reason_is_primitive(reason))
         t0 = goro__nanotime();
+    bool census = goro__census_counts(reason, deadline) &&
+                  goro__census_park(&m->p->census, g, reason);
     schedule_from(m, g);
+    if (census)
+        goro__census_resume(&goro__getm()->p->census, g);
     if (deadline != GORO_NO_DEADLINE)
         goro__timer_del(&g->timer);
     if (GORO__UNLIKELY(t0 != 0))
@@ -1338,6 +1345,7 @@ static void teardown(void)
 {
     goro__sysmon_stop();
     goro__watchdog_reset();
+    goro__census_reset();
     /* Every other M has left its scheduling loop (joined by the caller). */
     goro__g_teardown_all();
     goro__timers_stop(); /* persistent timers outlive the runtime */
@@ -1345,6 +1353,7 @@ static void teardown(void)
         goro__p *p = S.allp[i];
         goro__timers_destroy(p);
         goro__stack_flush_cache(p);
+        goro__census_p_free(p);
         goro__free_wiped(p, sizeof *p);
         S.allp[i] = NULL;
     }
@@ -1421,6 +1430,7 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
     if ((rc = goro__signals_install()))
         goto fail_m0;
     atomic_store(&rt_running, 1);
+    goro__watchdog_start();
     if ((rc = goro__sysmon_start()))
         goto fail_sig;
 

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 
+#include "runtime/census.h"
 #include "runtime/g.h"
 #include "runtime/internal.h"
 #include "runtime/thread.h"
@@ -132,6 +133,8 @@ typedef struct goro__p {
     uint32_t gq_countdown;              /* look at the global queue when 0 */
     /* Goroutine counts, written by the owner, summed by readers. */
     _Atomic uint64_t nspawned, nexited;
+    /* Parked goroutines by wait group (census.c). */
+    goro__census_p census;
 } goro__p;
 
 enum { GORO__P_IDLE = 0, GORO__P_RUNNING = 1 };

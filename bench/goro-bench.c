@@ -715,10 +715,10 @@ static void bench_malloc(long long n)
 /* watchdog: spawn and pingpong while N goroutines stay parked (goro only)    */
 /* ------------------------------------------------------------------------- */
 
-/* run.sh runs this with the leak watchdog on (default: a pass over all
- * goroutines every 2 s) and off (GORO_WATCHDOG=0), alternately. The window
- * covers three default periods; spawn and pingpong batches alternate within
- * it so that both see the passes alike. */
+/* run.sh runs this with the leak watchdog on (default: the park census
+ * and a pass every 500 ms) and off (GORO_WATCHDOG=0: no census either),
+ * alternately. Spawn and pingpong batches alternate within the window so
+ * that both see the passes alike. */
 #define WATCHDOG_WINDOW (6 * GORO_SECOND)
 #define WATCHDOG_BATCH 10000
 

@@ -797,10 +797,11 @@ int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
 
 /* The production watchdog (on by default). The runtime counts the
  * goroutines parked on goro primitives (channels, select, sync, contexts;
- * never I/O, sleep, syscalls or waits with a deadline) by creation site,
- * wait site and wait reason as they park and wake (a few instructions per
- * park), and every `period` the watchdog reads those counts: its cost does
- * not grow with the number of goroutines. Groups started by one function
+ * never I/O, sleep, syscalls or waits with a deadline) for longer than
+ * 67 ms, by creation site, wait site and wait reason (a compare per park,
+ * a load per wake-up; goro's monitor thread does the counting), and every
+ * `period` the watchdog reads those counts: its cost does not grow with
+ * the number of goroutines. Groups started by one function
  * (from any of its goro_go lines) and blocked for one reason form a
  * family. A family becomes a leak suspect, reported once (a line on
  * stderr, or on_suspect), when at least one member has waited `min_age`,

@@ -1,11 +1,12 @@
 /*
  * watchdog.c - the production leak watchdog (on by default, cheap).
  *
- * The runtime counts parked goroutines by wait group at park and wake-up
- * (runtime/census.c: (creation site, wait site, reason), waits on goro
- * primitives without a deadline only, per-P counters by park epoch). Every
- * period (default 500 ms), from the sysmon thread, a pass reads those
- * counters: O(groups x Ps), whatever the number of goroutines. Each group
+ * The runtime keeps a census of long waits by wait group (runtime/census.h:
+ * (creation site, wait site, reason); waits on goro primitives without a
+ * deadline that outlived the 67 ms epoch they began in; counters by park
+ * epoch, kept by sysmon from per-P logs and by the goroutines' wake-ups).
+ * Every period (default 500 ms), from the sysmon thread, a pass reads those
+ * counters: O(groups), whatever the number of goroutines. Each group
  * belongs to a family: (creating function, reason); the goroutines one
  * function starts from two goro_go lines, or that move between two copies
  * of one wait call, are one family. Per family and pass the watchdog keeps
@@ -40,7 +41,7 @@
  *
  * Locking: wd.lock (thread mutex) guards configuration, families and the
  * suspect list; held by sysmon during a pass and by readers. It is never
- * taken by goroutines in the park path (the census is lock-free).
+ * taken by goroutines in the park path (the census takes no lock).
  */
 #include <pthread.h>
 #include <stdio.h>

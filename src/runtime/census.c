@@ -1,41 +1,23 @@
 /*
- * census.c - parked goroutines counted by wait group at park and wake-up,
- * so that the leak watchdog's pass costs O(groups), not O(goroutines).
- * The counters and their reading rule are described in census.h.
+ * census.c - parked goroutines counted by wait group (the protocol, its
+ * race windows and the invariants that close them are in census.h).
  *
- * Groups live in one table of GORO__CENSUS_MAX entries, found through an
- * open-addressing hash of their key. Lookups are lock-free: an entry is
- * written completely, then its index is published in the hash slot with a
- * release store; readers load the slot with acquire. Insertion (a new
- * (creation site, wait site, reason) triple: rare) takes `ins_lock`, which
- * may be taken while a channel or sync lock is held (goro__park runs under
- * the lock its commit function releases): rank ALLOC. The first group of a
- * chunk allocates the chunk's cells for every P at once, so a wake-up on
- * another P never allocates. When the table (or memory) runs out, parks go
- * uncounted and `overflow` says how many.
- *
- * Per goroutine, the last group is cached in the G (census_key/_idx/
- * _idx): a goroutine that parks again and again at one call (a worker's
- * loop) skips the hash.
- *
- * Race windows: (1) a reader sums while a goroutine parks on one P and
- * resumes on another: res is read before park (census.h), so the sum is
- * never short of a member and never negative for a slot; (2) an insertion
- * races a lookup of the same key: the lookup misses, takes ins_lock and
- * finds the entry the other inserted (re-checked under the lock);
- * (3) chunk pointers are published (release) before the group index
- * that needs them, and a P's cells are reached only through that index.
+ * The group table and the `cnt` counters belong to sysmon (it alone
+ * creates groups and counts parks); goroutines reach a group only through
+ * the mark sysmon published for their park, to add to `res` when they wake
+ * (atomic adds: only long waits ever get there). Counters come in chunks of
+ * CHUNK groups, allocated by sysmon before the first mark that names one of
+ * their groups (the mark's CAS publishes them).
  */
-#define GORO__LOCK_RANK GORO__RANK_ALLOC
 #include "runtime/census.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/lock.h"
 #include "runtime/sched.h"
 
 #define HASH_SLOTS (2 * GORO__CENSUS_MAX)
+#define CHUNK 64
 
 /* chan send/recv, select, select {}, mutex, rwmutex, waitgroup, cond,
  * once, context: the primitives (goro__wait_reason_is_primitive). */
@@ -49,23 +31,69 @@ _Static_assert(GORO__WAIT_COUNT <= 32, "wait reasons fit the mask");
 
 _Atomic uint32_t goro__census_mask = PRIMITIVES;
 
+typedef struct counters {
+    _Atomic uint32_t cnt[GORO__CENSUS_RING];  /* written by sysmon only */
+    _Atomic uint32_t res[GORO__CENSUS_RING];  /* wake-ups */
+} counters;
+
+static struct {
+    goro__census_key keys[GORO__CENSUS_MAX];
+    uint16_t hash[HASH_SLOTS]; /* group index, 0 = empty */
+    _Atomic uint32_t n;        /* groups 1 .. n exist (written by sysmon) */
+    counters *chunk[GORO__CENSUS_MAX / CHUNK];
+    struct {
+        _Atomic uint64_t logged, counted, walks, overflow;
+    } st;
+} C;
+
+static inline void bump(_Atomic uint32_t *v) /* single writer */
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline void bump64(_Atomic uint64_t *v)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 void goro__census_enable(bool on)
 {
     atomic_store_explicit(&goro__census_mask, on ? PRIMITIVES : 0, memory_order_relaxed);
 }
 
-static struct {
-    goro__census_key keys[GORO__CENSUS_MAX];
-    _Atomic uint16_t hash[HASH_SLOTS]; /* group index, 0 = empty */
-    _Atomic uint32_t n;                /* groups 1 .. n exist */
-    _Atomic uint64_t overflow;
-    goro__spinlock ins_lock;
-} C;
+/* ---- the goroutine's side ---- */
 
-static inline uintptr_t site_of(const goro__g *g)
+void goro__census_log_push(goro__census_log *l, goro__g *g, uint32_t epoch)
 {
-    return g->info.npc ? g->info.pc[0] : (uintptr_t)g->info.fn;
+    g->census_epoch = epoch;
+    uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
+    atomic_store_explicit(&l->ent[h & (GORO__CENSUS_LOG - 1)],
+                          (uint64_t)g->base.slot << 32 | epoch, memory_order_relaxed);
+    atomic_store_explicit(&l->head, h + 1, memory_order_release);
 }
+
+static inline counters *counters_of(uint32_t idx)
+{
+    return &C.chunk[idx / CHUNK][idx % CHUNK];
+}
+
+void goro__census_woke(goro__g *g)
+{
+    uint64_t m = atomic_load_explicit(&g->census_mark, memory_order_acquire);
+    uint64_t seq = GORO__GST_SEQ(goro__load_relaxed(&g->base.status)) & ((1ull << 44) - 1);
+    if (GORO__CENSUS_MARK_SEQ(m) != seq)
+        return; /* an older park's, being undone by sysmon (window 2) */
+    if (!atomic_compare_exchange_strong_explicit(&g->census_mark, &m, 0, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return; /* sysmon undid it: not counted */
+    atomic_fetch_add_explicit(&counters_of(GORO__CENSUS_MARK_IDX(m))
+                                   ->res[GORO__CENSUS_MARK_SLOT(m)],
+                              1, memory_order_relaxed);
+}
+
+/* ---- sysmon's side ---- */
 
 static inline uint32_t hash_key(uintptr_t site, uintptr_t wpc, unsigned reason)
 {
@@ -76,132 +104,207 @@ static inline uint32_t hash_key(uintptr_t site, uintptr_t wpc, unsigned reason)
     return (uint32_t)(h >> 40) & (HASH_SLOTS - 1);
 }
 
-static uint32_t lookup(uintptr_t site, uintptr_t wpc, unsigned reason)
+static uint32_t group_of(const goro__census_key *k)
 {
-    for (uint32_t i = hash_key(site, wpc, reason), k = 0; k < HASH_SLOTS;
-         i = (i + 1) & (HASH_SLOTS - 1), k++) {
-        uint32_t idx = atomic_load_explicit(&C.hash[i], memory_order_acquire);
+    uint32_t i = hash_key(k->site, k->wait_pc, k->reason);
+    for (uint32_t n = 0; n < HASH_SLOTS; n++, i = (i + 1) & (HASH_SLOTS - 1)) {
+        uint32_t idx = C.hash[i];
         if (!idx)
-            return 0;
+            break;
         const goro__census_key *e = &C.keys[idx];
-        if (e->site == site && e->wait_pc == wpc && e->reason == reason)
+        if (e->site == k->site && e->wait_pc == k->wait_pc && e->reason == k->reason)
             return idx;
     }
-    return 0;
-}
-
-/* The P array is fixed while goroutines run (nprocs Ps, all allocated). */
-static bool alloc_chunk(uint32_t chunk)
-{
-    uint32_t np = goro__sched_.nprocs;
-    goro__census_cell *cells[GORO__MAX_PROCS];
-    for (uint32_t i = 0; i < np; i++) {
-        cells[i] = calloc(GORO__CENSUS_CHUNK, sizeof(goro__census_cell));
-        if (!cells[i]) {
-            while (i--)
-                free(cells[i]);
-            return false;
-        }
-    }
-    for (uint32_t i = 0; i < np; i++) {
-        goro__census_p *cp = &goro__sched_.allp[i]->census;
-        atomic_store_explicit(&cp->chunk[chunk], cells[i], memory_order_release);
-    }
-    return true;
-}
-
-static uint32_t insert(const goro__g *g, uintptr_t site, uintptr_t wpc, unsigned reason)
-{
-    goro__spin_lock(&C.ins_lock);
-    uint32_t idx = lookup(site, wpc, reason);
-    if (idx)
-        goto out;
     uint32_t n = atomic_load_explicit(&C.n, memory_order_relaxed);
     if (n + 1 >= GORO__CENSUS_MAX)
-        goto out;
-    /* Chunk c holds indices c*CHUNK .. c*CHUNK+CHUNK-1 (index 0 unused). */
-    uint32_t c = (n + 1) / GORO__CENSUS_CHUNK;
-    if (!atomic_load_explicit(&goro__sched_.allp[0]->census.chunk[c], memory_order_relaxed) &&
-        !alloc_chunk(c))
-        goto out;
-    idx = n + 1;
-    goro__census_key *e = &C.keys[idx];
-    memset(e, 0, sizeof *e);
-    e->site = site;
-    e->wait_pc = wpc;
-    e->reason = (uint8_t)reason;
-    e->fn = g->info.fn;
-    e->file = g->info.file;
-    e->func = g->info.func;
-    e->line = g->info.line;
-    e->npc = (uint16_t)g->info.npc;
-    memcpy(e->pc, g->info.pc, sizeof e->pc);
+        return 0;
+    uint32_t idx = n + 1;
+    if (!C.chunk[idx / CHUNK] && !(C.chunk[idx / CHUNK] = calloc(CHUNK, sizeof(counters))))
+        return 0;
+    C.keys[idx] = *k;
+    C.hash[i] = (uint16_t)idx;
     atomic_store_explicit(&C.n, idx, memory_order_release);
-    uint32_t i = hash_key(site, wpc, reason);
-    while (atomic_load_explicit(&C.hash[i], memory_order_relaxed))
-        i = (i + 1) & (HASH_SLOTS - 1);
-    atomic_store_explicit(&C.hash[i], (uint16_t)idx, memory_order_release);
-out:
-    goro__spin_unlock(&C.ins_lock);
     return idx;
 }
 
-bool goro__census_park_slow(goro__census_p *cp, goro__g *g, unsigned reason, uintptr_t wpc)
+/* Count the goroutine in registry slot s if it is parked, in a counted
+ * wait, since epoch `upto` or earlier, and not counted yet. Reads a record
+ * that may change under it (re-checked by status). Returns false when the
+ * goroutine is still on its way into that park (it logged the park, then
+ * the epoch ended before its status became WAITING: window 5 of
+ * census.h): the caller looks again later. */
+GORO__NO_SANITIZE static bool examine(uint32_t s, uint32_t upto)
 {
-    uintptr_t fp = (uintptr_t)g->wait_fp;
-    if (fp < g->stack_lo || fp + 16 > g->stack_hi || (fp & 7))
-        return false;
-    uint32_t idx = g->census_idx;
-    if (!idx || g->census_key != goro__census_gkey(wpc, reason)) {
-        uintptr_t site = site_of(g);
-        idx = lookup(site, wpc, reason);
-        if (!idx)
-            idx = insert(g, site, wpc, reason);
-        if (!idx) {
-            atomic_fetch_add_explicit(&C.overflow, 1, memory_order_relaxed);
-            return false;
-        }
+    goro__gbase *gb = goro__reg_get(s);
+    if (!gb || gb->kind != GORO__KIND_G)
+        return true;
+    uint64_t st = goro__load_acquire(&gb->status);
+    goro__g *g = (goro__g *)gb;
+    unsigned reason = *(volatile uint8_t *)&g->wait_reason;
+    int64_t since = *(volatile int64_t *)&g->wait_since;
+    if (GORO__GST_STATE(st) != GORO__G_WAITING) {
+        /* Running with a counted wait reason set: between the park's start
+         * and its status store, or between the wake-up and the reason's
+         * reset. Either way only a moment: look again. */
+        return !(GORO__GST_STATE(st) == GORO__G_RUNNING && ((PRIMITIVES >> reason) & 1) &&
+                 goro__census_epoch(since) <= upto);
     }
-    g->census_key = goro__census_gkey(wpc, reason);
-    g->census_idx = (uint16_t)idx;
-    g->census_cp = cp;
-    g->census_cell = goro__census_cell_of(cp, idx);
-    g->census_ctr = &g->census_cell->s[goro__census_slot(g->wait_since)];
-    goro__census_bump(&g->census_ctr->park);
+    if (!((PRIMITIVES >> reason) & 1) || goro__census_epoch(since) > upto ||
+        *(const volatile uint32_t *)&g->timer.state != GORO__TIMER_IDLE)
+        return true;
+    uintptr_t fp = (uintptr_t)*(void *const volatile *)&g->wait_fp;
+    if (fp < g->stack_lo || fp + 16 > g->stack_hi || (fp & 7))
+        return true;
+    goro__census_key k;
+    memset(&k, 0, sizeof k);
+    k.wait_pc = ((const volatile uintptr_t *)fp)[1];
+    k.reason = (uint8_t)reason;
+    k.fn = g->info.fn;
+    k.file = g->info.file;
+    k.func = g->info.func;
+    k.line = g->info.line;
+    k.npc = (uint16_t)g->info.npc;
+    memcpy(k.pc, g->info.pc, sizeof k.pc);
+    k.site = k.npc ? k.pc[0] : (uintptr_t)k.fn;
+    uint64_t m0 = atomic_load_explicit(&g->census_mark, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (goro__load_relaxed(&gb->status) != st || goro__reg_get(s) != gb)
+        return true; /* changed while read */
+    uint64_t seq = GORO__GST_SEQ(st);
+    if (GORO__CENSUS_MARK_SEQ(m0) == (seq & ((1ull << 44) - 1)))
+        return true; /* counted already */
+    uint32_t idx = group_of(&k);
+    if (!idx) {
+        bump64(&C.st.overflow);
+        return true;
+    }
+    uint32_t slot = goro__census_epoch(since) & (GORO__CENSUS_RING - 1);
+    uint64_t mark = GORO__CENSUS_MARK(seq, idx, slot);
+    if (!atomic_compare_exchange_strong_explicit(&g->census_mark, &m0, mark, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return true;
+    atomic_thread_fence(memory_order_seq_cst);
+    counters *c = counters_of(idx);
+    if (goro__load_acquire(&gb->status) != st) {
+        /* Woke meanwhile (window 1): undo, unless it took the mark already
+         * and counted its wake-up. */
+        uint64_t exp = mark;
+        if (atomic_compare_exchange_strong_explicit(&g->census_mark, &exp, m0,
+                                                    memory_order_seq_cst, memory_order_relaxed))
+            return true;
+    }
+    bump(&c->cnt[slot]);
+    bump64(&C.st.counted);
     return true;
 }
 
-void goro__census_resume_slow(goro__census_p *cp, goro__g *g)
+/* Entries to look at again (examine returned false), sysmon's. A goroutine
+ * stays "on its way" for instructions, not ticks; an entry is dropped after
+ * RETRY_TICKS tries all the same (a thread descheduled for that long). */
+#define RETRY_MAX 1024
+#define RETRY_TICKS 1000
+static struct {
+    uint64_t e[RETRY_MAX]; /* slot << 32 | epoch */
+    uint16_t tries[RETRY_MAX];
+    uint32_t n;
+    bool full; /* an entry did not fit: walk the registry */
+    /* Entries were lost (a lapped log, a full retry list) up to epoch
+     * walk_epoch: walk the registry once that epoch has ended. */
+    bool walk;
+    uint32_t walk_epoch;
+} R;
+
+static void examine_or_retry(uint64_t e, uint16_t tries)
 {
-    goro__census_bump(&goro__census_cell_of(cp, g->census_idx)->s[goro__census_slot(g->wait_since)].res);
+    if (examine((uint32_t)(e >> 32), (uint32_t)e) || tries >= RETRY_TICKS)
+        return;
+    if (R.n == RETRY_MAX) {
+        R.full = true;
+        return;
+    }
+    R.e[R.n] = e;
+    R.tries[R.n++] = tries;
 }
 
-uint32_t goro__census_ngroups(void) { return atomic_load_explicit(&C.n, memory_order_acquire); }
+static void walk_all(uint32_t upto)
+{
+    bump64(&C.st.walks);
+    uint32_t lim = goro__reg_limit();
+    for (uint32_t s = 0; s < lim; s++)
+        examine_or_retry((uint64_t)s << 32 | upto, 0);
+}
 
-uint64_t goro__census_overflow(void) { return atomic_load_explicit(&C.overflow, memory_order_relaxed); }
+void goro__census_collect(int64_t now)
+{
+    if (!atomic_load_explicit(&goro__census_mask, memory_order_relaxed))
+        return;
+    uint32_t cur = goro__census_epoch(now);
+    bool lapped = R.full;
+    R.full = false;
+    if (R.walk && (int32_t)(cur - R.walk_epoch) > 0) {
+        R.walk = false;
+        walk_all(cur - 1);
+    }
+    uint32_t nr = R.n;
+    R.n = 0;
+    for (uint32_t i = 0; i < nr; i++) /* appends at R.n <= i */
+        examine_or_retry(R.e[i], (uint16_t)(R.tries[i] + 1));
+    for (uint32_t i = 0; i < goro__sched_.nprocs; i++) {
+        goro__census_log *l = goro__sched_.allp[i]->census_log;
+        if (!l)
+            continue;
+        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        if (h - l->tail > GORO__CENSUS_LOG) {
+            lapped = true;
+            l->tail = h;
+            continue;
+        }
+        while (l->tail != h) {
+            uint64_t e = atomic_load_explicit(&l->ent[l->tail & (GORO__CENSUS_LOG - 1)],
+                                              memory_order_relaxed);
+            uint32_t epoch = (uint32_t)e;
+            if ((int32_t)(epoch - cur) >= 0)
+                break; /* its epoch has not ended yet */
+            /* Re-check that the P did not overwrite the entry meanwhile (it
+             * may be writing entry head, which lands on tail once head -
+             * tail reaches the log's size). */
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&l->head, memory_order_relaxed) - l->tail >= GORO__CENSUS_LOG) {
+                lapped = true;
+                l->tail = atomic_load_explicit(&l->head, memory_order_acquire);
+                break;
+            }
+            examine_or_retry(e, 0);
+            bump64(&C.st.logged);
+            l->tail++;
+        }
+    }
+    if (lapped) {
+        /* The lost entries may be of this epoch: walk once it has ended
+         * (a walk now covers the parks of the epochs before). */
+        walk_all(cur - 1);
+        R.walk = true;
+        R.walk_epoch = cur;
+    }
+}
+
+/* ---- readers ---- */
+
+uint32_t goro__census_ngroups(void) { return atomic_load_explicit(&C.n, memory_order_acquire); }
 
 void goro__census_key_of(uint32_t idx, goro__census_key *out) { *out = C.keys[idx]; }
 
 uint64_t goro__census_read(uint32_t idx, uint32_t *out)
 {
-    uint32_t np = goro__sched_.nprocs;
-    uint32_t res[GORO__CENSUS_RING] = {0};
-    for (uint32_t i = 0; i < np; i++) {
-        goro__census_cell *c = goro__census_cell_of(&goro__sched_.allp[i]->census, idx);
-        for (uint32_t s = 0; s < GORO__CENSUS_RING; s++)
-            res[s] += atomic_load_explicit(&c->s[s].res, memory_order_relaxed);
-    }
-    atomic_thread_fence(memory_order_acquire);
-    for (uint32_t s = 0; s < GORO__CENSUS_RING; s++)
-        out[s] = 0;
-    for (uint32_t i = 0; i < np; i++) {
-        goro__census_cell *c = goro__census_cell_of(&goro__sched_.allp[i]->census, idx);
-        for (uint32_t s = 0; s < GORO__CENSUS_RING; s++)
-            out[s] += atomic_load_explicit(&c->s[s].park, memory_order_relaxed);
-    }
+    counters *c = counters_of(idx);
     uint64_t total = 0;
     for (uint32_t s = 0; s < GORO__CENSUS_RING; s++) {
-        int32_t d = (int32_t)(out[s] - res[s]);
+        /* res after cnt: a wake-up is never counted without its park
+         * (sysmon counts the park before the mark can be taken, or after
+         * the goroutine took it: then both appear together, or res alone
+         * for a moment, clamped to 0). */
+        uint32_t cnt = atomic_load_explicit(&c->cnt[s], memory_order_relaxed);
+        int32_t d = (int32_t)(cnt - atomic_load_explicit(&c->res[s], memory_order_acquire));
         out[s] = d > 0 ? (uint32_t)d : 0;
         total += out[s];
     }
@@ -216,18 +319,41 @@ int64_t goro__census_slot_age(uint32_t s, int64_t now)
     return age > 0 ? age : 0;
 }
 
+void goro__census_stats_get(goro__census_stats *out)
+{
+    out->logged = atomic_load_explicit(&C.st.logged, memory_order_relaxed);
+    out->counted = atomic_load_explicit(&C.st.counted, memory_order_relaxed);
+    out->walks = atomic_load_explicit(&C.st.walks, memory_order_relaxed);
+    out->overflow = atomic_load_explicit(&C.st.overflow, memory_order_relaxed);
+}
+
+/* ---- lifetime ---- */
+
+int goro__census_p_init(struct goro__p *p)
+{
+    p->census_log = calloc(1, sizeof *p->census_log);
+    return p->census_log ? 0 : -ENOMEM;
+}
+
 void goro__census_p_free(struct goro__p *p)
 {
-    for (uint32_t c = 0; c < GORO__CENSUS_MAX / GORO__CENSUS_CHUNK; c++) {
-        free(atomic_load_explicit(&p->census.chunk[c], memory_order_relaxed));
-        atomic_store_explicit(&p->census.chunk[c], NULL, memory_order_relaxed);
-    }
+    free(p->census_log);
+    p->census_log = NULL;
 }
 
 void goro__census_reset(void)
 {
-    for (uint32_t i = 0; i < HASH_SLOTS; i++)
-        atomic_store_explicit(&C.hash[i], 0, memory_order_relaxed);
-    atomic_store_explicit(&C.n, 0, memory_order_release);
-    atomic_store_explicit(&C.overflow, 0, memory_order_relaxed);
+    for (uint32_t c = 0; c < GORO__CENSUS_MAX / CHUNK; c++) {
+        free(C.chunk[c]);
+        C.chunk[c] = NULL;
+    }
+    memset(C.hash, 0, sizeof C.hash);
+    R.n = 0;
+    R.full = false;
+    R.walk = false;
+    atomic_store_explicit(&C.n, 0, memory_order_relaxed);
+    atomic_store_explicit(&C.st.logged, 0, memory_order_relaxed);
+    atomic_store_explicit(&C.st.counted, 0, memory_order_relaxed);
+    atomic_store_explicit(&C.st.walks, 0, memory_order_relaxed);
+    atomic_store_explicit(&C.st.overflow, 0, memory_order_relaxed);
 }

@@ -1,27 +1,60 @@
 /*
- * census.h - counts of parked goroutines by wait group, kept at park and
- * wake-up (census.c), read by the leak watchdog.
+ * census.h - parked goroutines counted by wait group, so that the leak
+ * watchdog's pass costs O(groups), not O(goroutines) (census.c).
  *
  * A wait group is (creation site, wait site, wait reason): the spawner's
  * return address (or the goroutine function), the return address of the
  * public blocking call, and the wait reason. Only waits on goro primitives
- * without a deadline are counted (the ones that can last forever).
+ * without a deadline are counted (the ones that can last forever), and only
+ * once they have lasted past the end of the census epoch (67 ms) they began
+ * in: a leak is a long wait, and the millions of short ones a busy program
+ * makes per second must cost next to nothing.
  *
- * Per group and per P, two arrays of counters indexed by the park's epoch
- * modulo GORO__CENSUS_RING (epoch = wait_since >> GORO__CENSUS_SHIFT,
- * 67 ms): `park` moves when a goroutine parks, `res` when it runs again.
- * Only the P's owner writes its counters (plain stores); the counters only
- * grow (modulo 2^32). park - res summed over the Ps is, per ring slot, the
- * number of goroutines still parked whose park epoch falls in that slot.
- * A slot holds members of epochs E, E - RING, E - 2 RING, ...; their age is
- * at least that of the newest epoch E that maps to the slot: the census
- * reports ages as lower bounds, exact to one epoch for waits shorter than
- * the ring (8.6 s).
+ * The goroutine's part (inline below, in goro__park):
+ *  - park: when its park epoch differs from the one it last logged, it
+ *    appends (registry slot, epoch) to its P's census log (single writer,
+ *    the P's owner). A goroutine parking again and again within an epoch
+ *    (a ping-pong) is logged once per epoch: one compare per park.
+ *  - wake-up: when sysmon counted this very park (census_mark carries the
+ *    park's status sequence), it takes the mark back and counts the
+ *    wake-up. Otherwise one load and a branch.
+ * sysmon's part (goro__census_collect, every tick): it reads the logs up to
+ * the entries of the current epoch; for each logged goroutine still parked
+ * in a wait that began in or before the logged epoch, it computes the group
+ * (reading the parked goroutine's record and wait frame, re-checking its
+ * status after) and publishes the mark with a CAS; then counts the park in
+ * the group's counter for the park's epoch. The per-group counters are
+ * indexed by park epoch modulo GORO__CENSUS_RING: `cnt` (sysmon only) and
+ * `res` (wake-ups, atomic adds by goroutines); cnt - res is, per slot, the
+ * number of counted goroutines still parked whose park began in an epoch
+ * of that slot: their age is at least that of the newest such epoch (ages
+ * are lower bounds, exact to one epoch below the ring's 8.6 s).
  *
- * Readers read every P's `res` before any `park`: a goroutine that resumed
- * before the read of res parked before it, so a slot's sum never counts a
- * resume without its park (the sum is never below the true count at the
- * start of the read; it may count a park that happened during the read).
+ * Race windows and what closes each:
+ *  (1) the goroutine wakes between sysmon's reads and its CAS: the CAS
+ *      expects the mark it read with the status; sysmon re-reads the status
+ *      after the CAS (seq_cst fence between): still the same park -> the
+ *      wake-up is later and sees the mark (the waker's status store comes
+ *      after sysmon's read in coherence order, and the woken goroutine reads
+ *      the mark after that store: x86-TSO, and ARMv8's multi-copy
+ *      atomicity with the fence); changed -> sysmon undoes its CAS, and
+ *      when the undo fails the goroutine already took the mark and counted
+ *      its wake-up, so sysmon counts the park too (the pair cancels).
+ *  (2) a mark of an older park met at wake-up (sysmon between its CAS and
+ *      undo): the sequence differs; the goroutine leaves it to sysmon.
+ *  (3) registry slots are reused: the slot's current occupant is examined,
+ *      its record re-checked by status sequence (the sequence grows across
+ *      reuse); a parked occupant whose wait began after the logged epoch
+ *      is left to its own (later) log entry.
+ *  (4) a P logs faster than sysmon reads (more distinct goroutines parking
+ *      per tick than the log holds): the overwritten entries are replaced
+ *      by one walk over the whole registry (`lapped`, counted in
+ *      goro__census_stats).
+ *  (5) the goroutine logs its park before its status becomes WAITING (the
+ *      store comes after the switch); when the epoch ends in between,
+ *      sysmon finds it RUNNING with the counted wait reason set: it keeps
+ *      the entry and looks again at the next tick (a retry list; when that
+ *      overflows, a registry walk).
  */
 #ifndef GORO_RUNTIME_CENSUS_H
 #define GORO_RUNTIME_CENSUS_H
@@ -31,27 +64,24 @@
 
 #include "runtime/g.h"
 
-#define GORO__CENSUS_SHIFT 26 /* epoch: 2^26 ns = 67 ms */
-#define GORO__CENSUS_RING 128 /* epochs kept apart: 8.6 s */
-#define GORO__CENSUS_MAX 4096 /* groups (index 0 is "none") */
-#define GORO__CENSUS_CHUNK 64 /* groups per allocation */
+#define GORO__CENSUS_SHIFT 26  /* epoch: 2^26 ns = 67 ms */
+#define GORO__CENSUS_RING 128  /* epochs kept apart: 8.6 s */
+#define GORO__CENSUS_MAX 4096  /* groups (index 0 is "none") */
+#define GORO__CENSUS_LOG 8192  /* entries per P */
 
-struct goro__p;
+/* census_mark: the park's status sequence (low 44 bits), group, slot. */
+#define GORO__CENSUS_MARK(seq, idx, slot)                                                        \
+    ((((uint64_t)(seq) & ((1ull << 44) - 1)) << 20) | ((uint64_t)(idx) << 7) | (uint64_t)(slot))
+#define GORO__CENSUS_MARK_SEQ(m) ((m) >> 20)
+#define GORO__CENSUS_MARK_IDX(m) ((uint32_t)((m) >> 7) & (GORO__CENSUS_MAX - 1))
+#define GORO__CENSUS_MARK_SLOT(m) ((uint32_t)(m) & (GORO__CENSUS_RING - 1))
 
-/* park and res of one slot side by side: a park and its wake-up in the
- * same epoch touch one cache line. */
-typedef struct goro__census_ctr {
-    _Atomic uint32_t park, res;
-} goro__census_ctr;
-typedef struct goro__census_cell {
-    goro__census_ctr s[GORO__CENSUS_RING];
-} goro__census_cell;
-
-/* Per P: cells of GORO__CENSUS_CHUNK groups each, allocated for every P
- * when the chunk's first group is created. */
-typedef struct goro__census_p {
-    _Atomic(goro__census_cell *) chunk[GORO__CENSUS_MAX / GORO__CENSUS_CHUNK];
-} goro__census_p;
+/* A P's log: written by the P's owner, read by sysmon. */
+typedef struct goro__census_log {
+    _Atomic uint32_t head;
+    uint32_t tail; /* sysmon's */
+    _Atomic uint64_t ent[GORO__CENSUS_LOG]; /* slot << 32 | epoch */
+} goro__census_log;
 
 /* What a group is; immutable once created (code addresses and string
  * literals of goro_go's call site). */
@@ -59,7 +89,7 @@ typedef struct goro__census_key {
     uintptr_t site;    /* creation pc[0], or the goroutine function */
     uintptr_t wait_pc; /* return address of the public blocking call */
     uint8_t reason;
-    /* From the first member (same for every member of the group). */
+    /* From the first member counted (the same for every member). */
     goro_fn fn;
     const char *file, *func;
     int line;
@@ -67,68 +97,9 @@ typedef struct goro__census_key {
     uintptr_t pc[GORO__CREATE_DEPTH];
 } goro__census_key;
 
-/* The wait reasons counted (bit per reason), 0 when the watchdog is off
- * (goro__census_enable). */
+/* The wait reasons counted (bit per reason), 0 when the watchdog is off. */
 extern _Atomic uint32_t goro__census_mask;
 void goro__census_enable(bool on);
-
-/* Slow paths: a park at another call or on another P than the
- * goroutine's last one (hash lookup, maybe a new group); a wake-up on
- * another P than the park's. */
-bool goro__census_park_slow(goro__census_p *cp, goro__g *g, unsigned reason, uintptr_t wpc);
-void goro__census_resume_slow(goro__census_p *cp, goro__g *g);
-
-static inline goro__census_cell *goro__census_cell_of(goro__census_p *cp, uint32_t idx)
-{
-    goro__census_cell *c = atomic_load_explicit(&cp->chunk[idx / GORO__CENSUS_CHUNK],
-                                                memory_order_acquire);
-    return c + idx % GORO__CENSUS_CHUNK;
-}
-
-static inline uint32_t goro__census_slot(int64_t wait_since)
-{
-    return (uint32_t)((uint64_t)wait_since >> GORO__CENSUS_SHIFT) & (GORO__CENSUS_RING - 1);
-}
-
-/* Owner-only counter: a plain increment, atomic for readers. */
-static inline void goro__census_bump(_Atomic uint32_t *v)
-{
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
-/* The hooks in goro__park, run by the goroutine itself with its current
- * P's counters cp. park returns whether the wait is counted; resume (only
- * then) counts the wake-up in the same group and slot. The G caches its
- * last group, that group's cell on the P it parked on, and the slot the
- * park went to: a goroutine parking again and again at one call on one P
- * (a worker's loop) does a few loads and two increments. */
-static inline uintptr_t goro__census_gkey(uintptr_t wpc, unsigned reason)
-{
-    return wpc ^ ((uintptr_t)reason << 56); /* user-space pcs are below 2^56 */
-}
-
-static inline bool goro__census_park(goro__census_p *cp, goro__g *g, unsigned reason)
-{
-    const uintptr_t *fp = (const uintptr_t *)g->wait_fp;
-    if (__builtin_expect(!fp, 0))
-        return false;
-    uintptr_t wpc = fp[1];
-    if (__builtin_expect(g->census_key != goro__census_gkey(wpc, reason) || g->census_cp != cp, 0))
-        return goro__census_park_slow(cp, g, reason, wpc);
-    goro__census_ctr *c = &g->census_cell->s[goro__census_slot(g->wait_since)];
-    g->census_ctr = c;
-    goro__census_bump(&c->park);
-    return true;
-}
-
-static inline void goro__census_resume(goro__census_p *cp, goro__g *g)
-{
-    if (__builtin_expect(cp == g->census_cp, 1))
-        goro__census_bump(&g->census_ctr->res);
-    else
-        goro__census_resume_slow(cp, g);
-}
 
 static inline bool goro__census_counts(unsigned reason, int64_t deadline)
 {
@@ -136,20 +107,55 @@ static inline bool goro__census_counts(unsigned reason, int64_t deadline)
            deadline == INT64_MAX;
 }
 
-/* ---- readers (the watchdog, any thread) ---- */
+static inline uint32_t goro__census_epoch(int64_t t)
+{
+    return (uint32_t)((uint64_t)t >> GORO__CENSUS_SHIFT);
+}
+
+void goro__census_log_push(goro__census_log *l, goro__g *g, uint32_t epoch);
+void goro__census_woke(goro__g *g);
+
+/* goro__park, before the switch: g's wait_since is set (coarse clock). */
+static inline void goro__census_park(goro__census_log *l, goro__g *g)
+{
+    uint32_t e = goro__census_epoch(g->wait_since);
+    if (__builtin_expect(g->census_epoch != e, 0))
+        goro__census_log_push(l, g, e);
+}
+
+/* goro__park, after the switch (every park, counted reason or not). */
+static inline void goro__census_resume(goro__g *g)
+{
+    if (__builtin_expect(atomic_load_explicit(&g->census_mark, memory_order_relaxed) != 0, 0))
+        goro__census_woke(g);
+}
+
+/* ---- sysmon ---- */
+
+/* Read the logs (and count the parks that outlived their epoch). */
+void goro__census_collect(int64_t now);
+
+/* ---- readers (the watchdog, on sysmon's thread after collect) ---- */
 
 /* Groups created so far: indices 1 .. n. */
 uint32_t goro__census_ngroups(void);
-/* Parks not counted because the group table was full. */
-uint64_t goro__census_overflow(void);
 void goro__census_key_of(uint32_t idx, goro__census_key *out);
-/* Still-parked members of group idx by ring slot (out[GORO__CENSUS_RING]);
- * returns their total. */
+/* Counted members of group idx still parked, by ring slot
+ * (out[GORO__CENSUS_RING]); returns their total. */
 uint64_t goro__census_read(uint32_t idx, uint32_t *out);
 /* Lower bound of the age at `now` of the members counted in ring slot s. */
 int64_t goro__census_slot_age(uint32_t s, int64_t now);
 
+typedef struct goro__census_stats {
+    uint64_t logged;   /* log entries read */
+    uint64_t counted;  /* parks counted */
+    uint64_t walks;    /* registry walks after a lapped log */
+    uint64_t overflow; /* parks not counted: the group table was full */
+} goro__census_stats;
+void goro__census_stats_get(goro__census_stats *out);
+
 /* ---- lifetime (sched.c) ---- */
+int goro__census_p_init(struct goro__p *p);
 void goro__census_p_free(struct goro__p *p);
 /* At teardown, every other thread stopped: forget the groups. */
 void goro__census_reset(void);

@@ -138,14 +138,11 @@ typedef struct goro__g {
     uint32_t nwaiting;
     /* Wake result, written by the claimer before it readies the goroutine. */
     int32_t wake;
-    /* The census group of the last counted park (census.h), a cache:
-     * its wait pc and reason, index, the P's counters and cell it was
-     * counted in, and the slot of the current park. */
-    uintptr_t census_key;          /* goro__census_gkey(wait pc, reason) */
-    uint16_t census_idx;
-    struct goro__census_p *census_cp;
-    struct goro__census_cell *census_cell;
-    struct goro__census_ctr *census_ctr;
+    /* Census (census.h): the last park epoch logged, and the mark sysmon
+     * publishes when it counts a park (never reset: stale marks carry an
+     * older status sequence). */
+    uint32_t census_epoch;
+    _Atomic uint64_t census_mark;
     goro__timer timer;             /* deadline of the current wait */
     goro__spawn_info info;
     goro__exit_hook *exit_hooks;   /* see goro__exit_hook */

@@ -659,9 +659,7 @@ static goro__g *materialize(goro__p *p, goro__newborn *nb)
     g->waiting = NULL;
     g->nwaiting = 0;
     g->wake = GORO__WAKE_NONE;
-    g->census_key = 0;
-    g->census_idx = 0;
-    g->census_cp = NULL;
+    g->census_epoch = 0;
     memset(&g->timer, 0, sizeof g->timer);
     g->timer.idx = -1;
     g->info = nb->info;
@@ -880,11 +878,10 @@ int32_t goro__park(unsigned reason, const void *obj, void (*commit)(void *), voi
     if (GORO__UNLIKELY(goro__load_relaxed(&goro__blockprof_rate) > 0) &&
         goro__wait_reason_is_primitive(reason))
         t0 = goro__nanotime();
-    bool census = goro__census_counts(reason, deadline) &&
-                  goro__census_park(&m->p->census, g, reason);
+    if (goro__census_counts(reason, deadline))
+        goro__census_park(m->p->census_log, g);
     schedule_from(m, g);
-    if (census)
-        goro__census_resume(&goro__getm()->p->census, g);
+    goro__census_resume(g);
     if (deadline != GORO_NO_DEADLINE)
         goro__timer_del(&g->timer);
     if (GORO__UNLIKELY(t0 != 0))
@@ -1400,10 +1397,14 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts)
             goto fail_ps;
         }
         memset(p, 0, sizeof *p);
+        S.allp[i] = p;
+        if (goro__census_p_init(p)) {
+            rc = -ENOMEM;
+            goto fail_ps;
+        }
         p->id = i;
         p->rng = ((uint64_t)goro__nanotime() + i * 0x9E3779B97F4A7C15ull) | 1;
         p->gq_countdown = 61;
-        S.allp[i] = p;
     }
     goro__m *m0 = calloc(1, sizeof *m0);
     if (!m0) {
@@ -1502,8 +1503,11 @@ fail_m0:
     goro__free_wiped(m0, sizeof *m0);
     S.allm = NULL;
 fail_ps:
-    for (uint32_t i = 0; i < S.nprocs; i++)
+    for (uint32_t i = 0; i < S.nprocs; i++) {
+        if (S.allp[i])
+            goro__census_p_free(S.allp[i]);
         free(S.allp[i]);
+    }
     goro__netpoll_fini();
 fail_stack:
     goro__stack_fini();

@@ -133,8 +133,8 @@ typedef struct goro__p {
     uint32_t gq_countdown;              /* look at the global queue when 0 */
     /* Goroutine counts, written by the owner, summed by readers. */
     _Atomic uint64_t nspawned, nexited;
-    /* Parked goroutines by wait group (census.c). */
-    goro__census_p census;
+    /* Goroutines that parked, for the census (census.h). */
+    goro__census_log *census_log;
 } goro__p;
 
 enum { GORO__P_IDLE = 0, GORO__P_RUNNING = 1 };

@@ -218,6 +218,7 @@ static void *sysmon_main(void *arg)
         if (atomic_exchange(&sm.dump, 0))
             do_dump();
         bool busy = retake(now);
+        goro__census_collect(now);
         goro__watchdog_tick(now);
         /* I/O completions must be noticed even when every P is busy. */
         if (goro__load_relaxed(&goro__sched_.nwaiting_io) &&

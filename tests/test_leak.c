@@ -1777,6 +1777,185 @@ static void test_watchdog_tail_call(void **st)
     free(s);
 }
 
+/* ---- one leak from two goro_go lines of one function ------------------- */
+
+/* run_async_two starts the leaking goroutine from one line in even periods
+ * and from another in odd ones: each line's group grows only every other
+ * period, so neither qualifies alone; their family (same creating
+ * function, same reason) grows every period and is reported, once. */
+static atomic_int two_line_a, two_line_b;
+
+NOINLINE static int run_async_two(chan_keep *k, bool second)
+{
+    goro_chan *ch;
+    int rc = goro_chan_make(&ch, sizeof(int), 0);
+    if (rc)
+        return rc;
+    if (k->n == WD_MAXCH) {
+        goro_chan_release(ch);
+        return -ENOSPC;
+    }
+    k->v[k->n++] = ch;
+    /* Different code after each call, so that the compiler cannot merge
+     * the two calls into one. */
+    if (second) {
+        atomic_store(&two_line_b, __LINE__); rc = goro_go(story_sender, goro_chan_retain(ch));
+        if (rc)
+            goro_chan_release(ch);
+        return rc;
+    }
+    atomic_store(&two_line_a, __LINE__); rc = goro_go(story_sender, goro_chan_retain(ch));
+    if (rc) {
+        goro_chan_release(ch);
+        return rc + 0 * atomic_load(&two_line_a);
+    }
+    return 0;
+}
+
+typedef struct wdf_state {
+    chan_keep keep;
+    int64_t limit, period;
+    int rc_spawn;
+    bool reported, released, cleaned;
+    long spawned_a, spawned_b;
+} wdf_state;
+
+static void wdf_main(void *arg)
+{
+    wdf_state *s = arg;
+    long exited0 = atomic_load(&story_exited);
+    int64_t t0 = goro_now(), end = t0 + s->limit, stop_at = INT64_MAX;
+    while (goro_now() < end && goro_now() < stop_at) {
+        bool second = ((goro_now() - t0) / s->period) % 2 == 1;
+        if ((s->rc_spawn = run_async_two(&s->keep, second)))
+            break;
+        if (second)
+            s->spawned_b++;
+        else
+            s->spawned_a++;
+        goro_sleep(5 * MS);
+        if (!s->reported && (s->reported = wd_nseen() > 0))
+            stop_at = goro_now() + 6 * s->period; /* once only, also later */
+    }
+    s->released = release_kept(&s->keep, exited0);
+    s->cleaned = gt_wait_num_goroutines(1, gt_slow(5 * GORO_SECOND));
+}
+
+static void test_watchdog_family_two_lines(void **st)
+{
+    (void)st;
+    wd_configure();
+    wdf_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->period = WD_PERIOD;
+    s->limit = gt_slow(5 * GORO_SECOND);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("watchdog, one leak from two lines", wdf_main, s, &o, 30);
+    goro_watchdog_configure(NULL);
+    wd_print_all("two lines");
+    assert_rc(rc, 0);
+    assert_rc(s->rc_spawn, 0);
+    assert_true(s->released);
+    assert_true(s->cleaned);
+    assert_true(s->spawned_a > 0 && s->spawned_b > 0);
+    assert_true_msg(s->reported, "not reported within %lld ms", (long long)(s->limit / MS));
+    pthread_mutex_lock(&wdrec.mu);
+    int n = wdrec.n;
+    wd_seen w = wdrec.v[0];
+    pthread_mutex_unlock(&wdrec.mu);
+    assert_int_equal(n, 1);
+    assert_string_equal(w.cfunc, "run_async_two");
+    assert_true(w.cline == atomic_load(&two_line_a) || w.cline == atomic_load(&two_line_b));
+    assert_non_null(strstr(w.msg, "other creation site"));
+    free(s);
+}
+
+/* ---- a small steady leak: one goroutine every 250 ms -------------------- */
+
+/* Below the fast rule (the group grows in fewer than half of the 100 ms
+ * periods, and min_count is far away); the slow rule (never dropping,
+ * growing at least 5 times over its horizon) reports it. */
+typedef struct wds_state {
+    chan_keep keep;
+    int64_t limit, t_report, t_start;
+    int rc_spawn;
+    bool released, cleaned;
+} wds_state;
+
+static atomic_int slow_line;
+
+NOINLINE static int run_async_slow(chan_keep *k)
+{
+    goro_chan *ch;
+    int rc = goro_chan_make(&ch, sizeof(int), 0);
+    if (rc)
+        return rc;
+    if (k->n == WD_MAXCH) {
+        goro_chan_release(ch);
+        return -ENOSPC;
+    }
+    k->v[k->n++] = ch;
+    atomic_store(&slow_line, __LINE__); rc = goro_go(story_sender, goro_chan_retain(ch));
+    if (rc)
+        goro_chan_release(ch);
+    return rc;
+}
+
+static void wds_main(void *arg)
+{
+    wds_state *s = arg;
+    long exited0 = atomic_load(&story_exited);
+    s->t_start = goro_now();
+    int64_t end = s->t_start + s->limit;
+    while (goro_now() < end && !s->t_report) {
+        if ((s->rc_spawn = run_async_slow(&s->keep)))
+            break;
+        goro_sleep(250 * MS);
+        if (wd_nseen() > 0)
+            s->t_report = goro_now();
+    }
+    s->released = release_kept(&s->keep, exited0);
+    s->cleaned = gt_wait_num_goroutines(1, gt_slow(5 * GORO_SECOND));
+}
+
+static void test_watchdog_slow_leak(void **st)
+{
+    (void)st;
+    pthread_mutex_lock(&wdrec.mu);
+    wdrec.n = 0;
+    pthread_mutex_unlock(&wdrec.mu);
+    goro_watchdog_opts wo = {
+        .period = WD_PERIOD,
+        .windows = 3,
+        .min_age = 300 * MS,
+        .min_count = 1000, /* out of reach: only the slow rule can report */
+        .on_suspect = wd_on_suspect,
+    };
+    assert_rc(goro_watchdog_configure(&wo), 0);
+    wds_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->limit = gt_slow(15 * GORO_SECOND);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("watchdog, small steady leak", wds_main, s, &o, 60);
+    goro_watchdog_configure(NULL);
+    wd_print_all("slow leak");
+    assert_rc(rc, 0);
+    assert_rc(s->rc_spawn, 0);
+    assert_true(s->released);
+    assert_true(s->cleaned);
+    assert_true_msg(s->t_report, "a leak of 4/s not reported within %lld ms",
+                    (long long)(s->limit / MS));
+    fprintf(stderr, "watchdog: a leak of 4 goroutines/s reported after %lld ms\n",
+            (long long)((s->t_report - s->t_start) / MS));
+    pthread_mutex_lock(&wdrec.mu);
+    wd_seen w = wdrec.v[0];
+    pthread_mutex_unlock(&wdrec.mu);
+    assert_string_equal(w.cfunc, "run_async_slow");
+    assert_int_equal(w.cline, atomic_load(&slow_line));
+    assert_true(w.count < 1000);
+    free(s);
+}
+
 static void test_watchdog_pool_not_reported(void **st)
 {
     (void)st;
@@ -1834,6 +2013,8 @@ int main(void)
         cmocka_unit_test(test_watchdog_story),
         cmocka_unit_test(test_watchdog_tail_call),
         cmocka_unit_test(test_find_tail_call),
+        cmocka_unit_test(test_watchdog_family_two_lines),
+        cmocka_unit_test(test_watchdog_slow_leak),
         cmocka_unit_test(test_watchdog_pool_not_reported),
         cmocka_unit_test(test_watchdog_sleepers_not_reported),
         cmocka_unit_test(test_watchdog_sockets_not_reported),

@@ -17,8 +17,9 @@
  *  - fast rule: its count grew in each of the last `windows` periods, its
  *    aged count grew over them, and it has at least `min_count` members;
  *  - slow rule (a small leak, e.g. one goroutine a second): over the last
- *    SLOW_SPAN seconds its count never dropped, rose in at least
- *    SLOW_STEPS passes and by at least SLOW_STEPS, and its aged count grew.
+ *    SLOW_SPAN seconds (at most HIST passes: 20 s at the default period)
+ *    its count never dropped, rose in at least SLOW_STEPS passes and by at
+ *    least SLOW_STEPS, and its aged count grew.
  * Either way at least one member has waited min_age (aged count > 0): a
  * worker pool (stable count), request goroutines waiting briefly (never
  * aged), thousands of connections parked on sockets, sleepers and timed
@@ -53,7 +54,7 @@
 #include "runtime/sched.h"
 
 #define MAXW 16
-#define HIST 64                      /* passes of history per family */
+#define HIST 40                      /* passes of history per family */
 #define SLOW_SPAN (20 * GORO_SECOND) /* the slow rule's horizon */
 #define SLOW_STEPS 5
 
@@ -84,6 +85,7 @@ static struct {
     goro__symcache *symc;
     int64_t next_pass;
     int64_t last_pass;
+    int64_t pass_t[HIST + 1]; /* when the last passes ran, [0] newest */
     int64_t last_cost;
     _Atomic uint64_t reports;
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -252,8 +254,8 @@ static void describe(wfam *f, int64_t now, double growth)
                               s->created[i].func, goro__short_file(s->created[i].file),
                               s->created[i].line);
     if (f->nlines > 1)
-        snprintf(lines, sizeof lines, " (and %u other creation sites in %s)", f->nlines - 1,
-                 f->func);
+        snprintf(lines, sizeof lines, " (and %u other creation site%s in %s)", f->nlines - 1,
+                 f->nlines > 2 ? "s" : "", f->func);
     goro__fmt_duration(oldest, sizeof oldest, s->oldest_wait_ns);
     char *msg = NULL;
     if (asprintf(&msg,
@@ -405,7 +407,11 @@ static void pass(int64_t now)
     /* Windows, suspects, reports. */
     int W = opt_windows();
     int64_t period = opt_period();
-    double period_s = (double)period / GORO_SECOND;
+    memmove(&wd.pass_t[1], &wd.pass_t[0], HIST * sizeof wd.pass_t[0]);
+    wd.pass_t[0] = now;
+    /* Growth over the last W passes, in real time (sysmon may wake later
+     * than the period when the process is idle). */
+    double span_s = wd.pass_t[W] ? (double)(now - wd.pass_t[W]) / GORO_SECOND : 0;
     for (wfam *f = wd.fams; f; f = f->next) {
         memmove(&f->hist[1], &f->hist[0], HIST * sizeof f->hist[0]);
         memmove(&f->hist_aged[1], &f->hist_aged[0], HIST * sizeof f->hist_aged[0]);
@@ -413,8 +419,8 @@ static void pass(int64_t now)
         f->hist_aged[0] = f->aged;
         if (f->npass <= HIST)
             f->npass++;
-        double growth = f->npass > (uint32_t)W
-                            ? ((double)f->hist[0] - (double)f->hist[W]) / (W * period_s)
+        double growth = f->npass > (uint32_t)W && span_s > 0
+                            ? ((double)f->hist[0] - (double)f->hist[W]) / span_s
                             : 0;
         int64_t oldest = f->oldest_lb;
         if (f->count && f->oldest_since != INT64_MAX && f->oldest_since &&
@@ -492,6 +498,7 @@ void goro__watchdog_reset(void)
     }
     free(wd.gfam);
     wd.gfam = NULL;
+    memset(wd.pass_t, 0, sizeof wd.pass_t);
     wd.ngfam = 0;
     goro__symcache_free(wd.symc);
     wd.symc = NULL;

@@ -588,7 +588,7 @@ fi
 # connections. In leak mode each request leaves one goroutine parked: the
 # resident growth over the goroutines added gives bytes per leaked goroutine.
 # Then (goro only: Go has no detector) the time from load start until the
-# watchdog reports the leak, at the demo's 2,000 requests/s.
+# watchdog reports the leak, at the demo's 2,000 requests/s and at full load.
 STORY_REQUESTS=${STORY_REQUESTS:-100000}
 
 # rss_of PID: VmRSS in bytes
@@ -693,6 +693,23 @@ if selected story; then
         case $d in
             '' | -*) say "story: the watchdog did not report the leak within 12 s (run $r)"; keep story.detect 99 ;;
             *) keep story.detect "$d"; say "story: leak reported ${d}s after load start (run $r/$runs_1m)" ;;
+        esac
+        # The story's real rate: as fast as the service answers, 32
+        # connections (the leak grows by tens of thousands a second).
+        if ! start_leaky goro leak; then
+            fail_key story
+            break
+        fi
+        if ! run_loadgen "$server_addr" --conns 32 --rate -1 --duration 12 --monitor --pid "$server" --label detect-full; then
+            stop_server
+            fail_key story
+            break
+        fi
+        stop_server
+        d=$(kv detect_seconds)
+        case $d in
+            '' | -*) say "story: full load: the watchdog did not report the leak within 12 s (run $r)"; keep story.detectfull 99 ;;
+            *) keep story.detectfull "$d"; say "story: full load: leak reported ${d}s after load start at $(kv rps) req/s (run $r/$runs_1m)" ;;
         esac
         r=$((r + 1))
     done
@@ -835,15 +852,19 @@ if selected story; then
         prow story "story.$m.rps" "story: leaky-service --mode $m (loadgen, 32 conns)" req/s "" ""
     done
     prow story story.bpg "story: resident bytes per leaked goroutine" bytes "" ""
-    if [ -e "$tmp/story.failed" ] || [ ! -s "$tmp/story.detect" ]; then
-        echo "| story: leak reported after load start (2,000 req/s) | 2 | ERROR | no detector | s | - | <= 10 | FAIL (benchmark failed) |" >>"$table"
-        count FAIL
-    else
-        sd=$(median "$tmp/story.detect")
-        sv=$(verdict "$sd" "<=" 10)
-        count "$sv"
-        echo "| story: leak reported after load start (2,000 req/s) | 2 | $(fmtnum "$sd") | never (Go has no detector) | s | - | <= 10 s | $sv |" >>"$table"
-    fi
+    for dk in "detect:2,000 req/s:5" "detectfull:full load, 32 conns:10"; do
+        key=${dk%%:*} rest=${dk#*:}
+        what=${rest%%:*} lim=${rest#*:}
+        if [ -e "$tmp/story.failed" ] || [ ! -s "$tmp/story.$key" ]; then
+            echo "| story: leak reported after load start ($what) | 2 | ERROR | no detector | s | - | <= $lim s | FAIL (benchmark failed) |" >>"$table"
+            count FAIL
+        else
+            sd=$(median "$tmp/story.$key")
+            sv=$(verdict "$sd" "<=" "$lim")
+            count "$sv"
+            echo "| story: leak reported after load start ($what) | 2 | $(fmtnum "$sd") | never (Go has no detector) | s | - | <= $lim s | $sv |" >>"$table"
+        fi
+    done
 fi
 
 # Costs of the diagnostics, goro alone: the same work with the feature on

@@ -813,7 +813,9 @@ int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
  *   goro: possible goroutine leak: 52341 goroutines created at run_async
  *   (service.c:17) <- handle (service.c:40) blocked in chan send at
  *   service.c:19 (in async_worker), growing 1203/s, oldest 4m, stacks
- *   204.5 MiB
+ *   204.5 MiB; hint: a send nobody receives: receive it, or give the
+ *   channel room for the value (capacity 1 for a single result) so the
+ *   sender can finish
  * Ages are measured in steps of 67 ms; min_age is at most
  * GORO_WATCHDOG_MAX_MIN_AGE. A worker pool (stable), request goroutines
  * waiting briefly (young), sleepers and sockets never qualify. */
@@ -830,6 +832,8 @@ typedef struct goro_leak_suspect {
     int64_t first_reported; /* goro_now() when it became a suspect */
     const char *message;    /* the one-line report */
     uint64_t stack_bytes;   /* stack memory of the group when reported */
+    const char *hint;       /* the usual cause for this wait reason and its
+                               fix (a static string), or NULL */
 } goro_leak_suspect;
 
 typedef struct goro_watchdog_opts {

@@ -984,7 +984,7 @@ typedef struct wd_seen {
     int wline;
     char cfunc[64], cfile[256];
     int cline;
-    char msg[512];
+    char msg[1024];
 } wd_seen;
 
 /* Written by goro's monitor thread (the callback), read by goroutines and
@@ -1259,6 +1259,9 @@ static void test_watchdog_story(void **st)
     snprintf(want, sizeof want, "run_async (");
     assert_non_null(strstr(w.msg, want));
     assert_non_null(strstr(w.msg, "possible goroutine leak"));
+    /* The pattern of the story, and the memory it holds. */
+    assert_non_null(strstr(w.msg, "; hint: a send nobody receives"));
+    assert_non_null(strstr(w.msg, " MiB"));
 
     /* Listed as a suspect while it ran. */
     assert_true(s->listed);

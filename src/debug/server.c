@@ -304,7 +304,10 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
                     append(&b, ",");
                 json_frame(&b, &s->created[k]);
             }
-            append(&b, "],\"message\":");
+            snprintf(line, sizeof line, "],\"stack_bytes\":%" PRIu64 ",\"hint\":", s->stack_bytes);
+            append(&b, line);
+            json_str(&b, s->hint);
+            append(&b, ",\"message\":");
             json_str(&b, s->message);
             append(&b, "}");
         }

@@ -210,6 +210,42 @@ static void user_wait_site(const goro__census_key *k, const walk_res *wr, goro__
     free(snap);
 }
 
+/* The usual cause of a growing group blocked for this reason, and the fix
+ * (the watchdog cannot see who else holds the object: a hint, not a
+ * diagnosis; the reachability scan confirms). */
+static const char *pattern_hint(unsigned reason)
+{
+    switch (reason) {
+    case GORO__WAIT_CHAN_SEND:
+        return "a send nobody receives: receive it, or give the channel room for the value "
+               "(capacity 1 for a single result) so the sender can finish";
+    case GORO__WAIT_CHAN_RECV:
+        return "a receive on a channel nobody sends on or closes: close it when the producer "
+               "is done, or also wait on a done channel or a context";
+    case GORO__WAIT_SELECT:
+        return "a select none of whose cases can proceed: add a case on a done channel or a "
+               "context that is cancelled when the work is abandoned";
+    case GORO__WAIT_SELECT_NO_CASES:
+        return "a select with no cases (or only NULL channels) blocks forever";
+    case GORO__WAIT_MUTEX:
+    case GORO__WAIT_RWMUTEX_RLOCK:
+    case GORO__WAIT_RWMUTEX_LOCK:
+        return "a lock never released: its holder is itself blocked or leaked, or an unlock "
+               "is skipped on some path";
+    case GORO__WAIT_WAITGROUP:
+        return "WaitGroup.Wait with more Add than Done: every Add needs a Done on every path";
+    case GORO__WAIT_COND:
+        return "Cond.Wait nobody signals: Signal or Broadcast after changing the condition";
+    case GORO__WAIT_ONCE:
+        return "Once.Do waiting for an initialization that never returns";
+    case GORO__WAIT_CTX:
+        return "a wait on a context nobody cancels: call the cancel function of every "
+               "context you create, also on the early-return paths";
+    default:
+        return NULL;
+    }
+}
+
 /* Symbolize a new suspect and build its line (wd.lock held; sysmon). */
 static void describe(wfam *f, int64_t now, double growth)
 {
@@ -221,6 +257,7 @@ static void describe(wfam *f, int64_t now, double growth)
     walk_group(&k, &wr);
     f->oldest_since = wr.oldest_since;
     s->reason = goro__wait_reason_str(f->reason);
+    s->hint = pattern_hint(f->reason);
     user_wait_site(&k, &wr, c, &s->wait_site);
     s->stack_bytes = wr.stack_bytes;
     s->ncreated = 0;
@@ -260,10 +297,11 @@ static void describe(wfam *f, int64_t now, double growth)
     char *msg = NULL;
     if (asprintf(&msg,
                  "goro: possible goroutine leak: %zu goroutines created at %s%s blocked in %s "
-                 "at %s:%d (in %s), growing %.0f/s, oldest %s, stacks %.1f MiB",
+                 "at %s:%d (in %s), growing %.0f/s, oldest %s, stacks %.1f MiB%s%s",
                  s->count, s->ncreated ? chain : "?", lines, s->reason,
                  goro__short_file(s->wait_site.file), s->wait_site.line, s->wait_site.func,
-                 growth, oldest, (double)s->stack_bytes / (1 << 20)) < 0)
+                 growth, oldest, (double)s->stack_bytes / (1 << 20), s->hint ? "; hint: " : "",
+                 s->hint ? s->hint : "") < 0)
         msg = NULL;
     s->message = msg;
 }

@@ -61,6 +61,8 @@
 typedef struct wfam {
     struct wfam *next;
     char *func;      /* creating function (malloc'd) */
+    char *file;      /* its source file (malloc'd, "" when unknown): two
+                        static functions of one name are two families */
     uint8_t reason;
     uint32_t count, aged;        /* this pass */
     int64_t oldest_lb;           /* this pass: lower bound of the oldest wait */
@@ -311,8 +313,8 @@ static wfam *family_of(uint32_t idx)
 {
     goro__census_key k;
     goro__census_key_of(idx, &k);
-    char buf[256];
-    const char *name = k.func;
+    char buf[256], fbuf[512];
+    const char *name = k.func, *file = k.file;
     if (!name) {
         if (!wd.symc && !(wd.symc = goro__symcache_new()))
             return NULL;
@@ -320,15 +322,21 @@ static wfam *family_of(uint32_t idx)
         uintptr_t pc = k.npc ? k.pc[0] : (uintptr_t)k.fn;
         goro__frame_of(wd.symc, pc, !k.npc, &fr);
         snprintf(buf, sizeof buf, "%s", fr.func ? fr.func : "?");
+        snprintf(fbuf, sizeof fbuf, "%s", fr.file ? fr.file : "");
         name = buf;
+        file = fbuf;
     }
+    if (!file)
+        file = "";
     wfam *f;
     for (f = wd.fams; f; f = f->next)
-        if (f->reason == k.reason && !strcmp(f->func, name))
+        if (f->reason == k.reason && !strcmp(f->func, name) && !strcmp(f->file, file))
             break;
     if (!f) {
         f = calloc(1, sizeof *f);
-        if (!f || !(f->func = strdup(name))) {
+        if (!f || !(f->func = strdup(name)) || !(f->file = strdup(file))) {
+            if (f)
+                free(f->func);
             free(f);
             return NULL;
         }
@@ -532,6 +540,7 @@ void goro__watchdog_reset(void)
         }
         *pp = f->next;
         free(f->func);
+        free(f->file);
         free(f);
     }
     free(wd.gfam);

@@ -662,6 +662,29 @@ story_one() { # IMPL MODE RUN
     say "story run $3: $so_impl --mode $so_mode: $so_rps req/s$so_note"
 }
 
+# detect_one KEY WHAT LOADGEN-ARGS...: one leak-mode service under that load
+# for 12 s; keeps the watchdog's time to first report as story.KEY (99 when
+# it did not report).
+detect_one() {
+    do_key=$1 do_what=$2
+    shift 2
+    if ! start_leaky goro leak; then
+        fail_key story
+        return 1
+    fi
+    if ! run_loadgen "$server_addr" "$@" --duration 12 --monitor --pid "$server" --label "$do_key"; then
+        stop_server
+        fail_key story
+        return 1
+    fi
+    stop_server
+    d=$(kv detect_seconds)
+    case $d in
+        '' | -*) say "story: $do_what: the watchdog did not report the leak within 12 s (run $r)"; keep "story.$do_key" 99 ;;
+        *) keep "story.$do_key" "$d"; say "story: $do_what: leak reported ${d}s after load start at $(kv rps) req/s (run $r/$runs_1m)" ;;
+    esac
+}
+
 if selected story; then
     r=1
     while [ "$r" -le "$BENCH_RUNS" ]; do
@@ -675,42 +698,14 @@ if selected story; then
         done
         r=$((r + 1))
     done
-    # Time to detect: the demo's load (2,000 req/s, 8 connections) with the
-    # monitor reading /debug/goro/leaks; 12 s at most.
+    # Time to detect, with the monitor reading /debug/goro/leaks (12 s at
+    # most): the demo's load (2,000 req/s, 8 connections), then the story's
+    # real rate (as fast as the service answers, 32 connections: the leak
+    # grows by tens of thousands a second).
     r=1
     while [ "$r" -le "$runs_1m" ] && [ ! -e "$tmp/story.failed" ]; do
-        if ! start_leaky goro leak; then
-            fail_key story
-            break
-        fi
-        if ! run_loadgen "$server_addr" --conns 8 --rate 2000 --duration 12 --monitor --pid "$server" --label detect; then
-            stop_server
-            fail_key story
-            break
-        fi
-        stop_server
-        d=$(kv detect_seconds)
-        case $d in
-            '' | -*) say "story: the watchdog did not report the leak within 12 s (run $r)"; keep story.detect 99 ;;
-            *) keep story.detect "$d"; say "story: leak reported ${d}s after load start (run $r/$runs_1m)" ;;
-        esac
-        # The story's real rate: as fast as the service answers, 32
-        # connections (the leak grows by tens of thousands a second).
-        if ! start_leaky goro leak; then
-            fail_key story
-            break
-        fi
-        if ! run_loadgen "$server_addr" --conns 32 --rate -1 --duration 12 --monitor --pid "$server" --label detect-full; then
-            stop_server
-            fail_key story
-            break
-        fi
-        stop_server
-        d=$(kv detect_seconds)
-        case $d in
-            '' | -*) say "story: full load: the watchdog did not report the leak within 12 s (run $r)"; keep story.detectfull 99 ;;
-            *) keep story.detectfull "$d"; say "story: full load: leak reported ${d}s after load start at $(kv rps) req/s (run $r/$runs_1m)" ;;
-        esac
+        detect_one detect "2,000 req/s" --conns 8 --rate 2000 || break
+        detect_one detectfull "full load" --conns 32 --rate -1 || break
         r=$((r + 1))
     done
 fi

@@ -1881,28 +1881,12 @@ static void test_watchdog_family_two_lines(void **st)
 typedef struct wds_state {
     chan_keep keep;
     int64_t limit, t_report, t_start;
-    int rc_spawn;
+    int rc_spawn, line;
     bool released, cleaned;
 } wds_state;
 
-static atomic_int slow_line;
-
-NOINLINE static int run_async_slow(chan_keep *k)
-{
-    goro_chan *ch;
-    int rc = goro_chan_make(&ch, sizeof(int), 0);
-    if (rc)
-        return rc;
-    if (k->n == WD_MAXCH) {
-        goro_chan_release(ch);
-        return -ENOSPC;
-    }
-    k->v[k->n++] = ch;
-    atomic_store(&slow_line, __LINE__); rc = goro_go(story_sender, goro_chan_retain(ch));
-    if (rc)
-        goro_chan_release(ch);
-    return rc;
-}
+/* The story's spawner, from its own creation site (see DEFINE_CONTROL). */
+DEFINE_CONTROL(run_async_slow)
 
 static void wds_main(void *arg)
 {
@@ -1911,7 +1895,7 @@ static void wds_main(void *arg)
     s->t_start = goro_now();
     int64_t end = s->t_start + s->limit;
     while (goro_now() < end && !s->t_report) {
-        if ((s->rc_spawn = run_async_slow(&s->keep)))
+        if ((s->rc_spawn = run_async_slow(&s->keep, &s->line)))
             break;
         goro_sleep(250 * MS);
         if (wd_nseen() > 0)
@@ -1954,7 +1938,7 @@ static void test_watchdog_slow_leak(void **st)
     wd_seen w = wdrec.v[0];
     pthread_mutex_unlock(&wdrec.mu);
     assert_string_equal(w.cfunc, "run_async_slow");
-    assert_int_equal(w.cline, atomic_load(&slow_line));
+    assert_int_equal(w.cline, s->line);
     assert_true(w.count < 1000);
     free(s);
 }

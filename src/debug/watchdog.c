@@ -86,7 +86,6 @@ static struct {
     uint32_t ngfam;    /* groups resolved */
     goro__symcache *symc;
     int64_t next_pass;
-    int64_t last_pass;
     int64_t pass_t[HIST + 1]; /* when the last passes ran, [0] newest */
     int64_t last_cost;
     _Atomic uint64_t reports;
@@ -518,7 +517,6 @@ void goro__watchdog_tick(int64_t now)
     pthread_mutex_lock(&wd.lock);
     /* Keep the counting under ~2% of one CPU (reports are not timed). */
     wd.next_pass = now + (wd.last_cost * 50 > period ? wd.last_cost * 50 : period);
-    wd.last_pass = now;
     pthread_mutex_unlock(&wd.lock);
 }
 

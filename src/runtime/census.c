@@ -19,17 +19,7 @@
 #define HASH_SLOTS (2 * GORO__CENSUS_MAX)
 #define CHUNK 64
 
-/* chan send/recv, select, select {}, mutex, rwmutex, waitgroup, cond,
- * once, context: the primitives (goro__wait_reason_is_primitive). */
-#define PRIMITIVES                                                                             \
-    ((1u << GORO__WAIT_CHAN_SEND) | (1u << GORO__WAIT_CHAN_RECV) | (1u << GORO__WAIT_SELECT) | \
-     (1u << GORO__WAIT_SELECT_NO_CASES) | (1u << GORO__WAIT_MUTEX) |                          \
-     (1u << GORO__WAIT_RWMUTEX_RLOCK) | (1u << GORO__WAIT_RWMUTEX_LOCK) |                     \
-     (1u << GORO__WAIT_WAITGROUP) | (1u << GORO__WAIT_COND) | (1u << GORO__WAIT_ONCE) |       \
-     (1u << GORO__WAIT_CTX))
-_Static_assert(GORO__WAIT_COUNT <= 32, "wait reasons fit the mask");
-
-_Atomic uint32_t goro__census_mask = PRIMITIVES;
+_Atomic uint32_t goro__census_mask = GORO__WAIT_PRIMITIVE_MASK;
 
 typedef struct counters {
     _Atomic uint32_t cnt[GORO__CENSUS_RING];  /* written by sysmon only */
@@ -60,7 +50,7 @@ static inline void bump64(_Atomic uint64_t *v)
 
 void goro__census_enable(bool on)
 {
-    atomic_store_explicit(&goro__census_mask, on ? PRIMITIVES : 0, memory_order_relaxed);
+    atomic_store_explicit(&goro__census_mask, on ? GORO__WAIT_PRIMITIVE_MASK : 0, memory_order_relaxed);
 }
 
 /* ---- the goroutine's side ---- */
@@ -146,10 +136,10 @@ GORO__NO_SANITIZE static bool examine(uint32_t s, uint32_t upto)
         /* Running with a counted wait reason set: between the park's start
          * and its status store, or between the wake-up and the reason's
          * reset. Either way only a moment: look again. */
-        return !(GORO__GST_STATE(st) == GORO__G_RUNNING && ((PRIMITIVES >> reason) & 1) &&
+        return !(GORO__GST_STATE(st) == GORO__G_RUNNING && goro__wait_reason_is_primitive(reason) &&
                  goro__census_epoch(since) <= upto);
     }
-    if (!((PRIMITIVES >> reason) & 1) || goro__census_epoch(since) > upto ||
+    if (!goro__wait_reason_is_primitive(reason) || goro__census_epoch(since) > upto ||
         *(const volatile uint32_t *)&g->timer.state != GORO__TIMER_IDLE)
         return true;
     uintptr_t fp = (uintptr_t)*(void *const volatile *)&g->wait_fp;

@@ -51,24 +51,11 @@ const char *goro__wait_reason_str(unsigned reason)
     return reason < GORO__WAIT_COUNT ? wait_reason_str[reason] : "waiting";
 }
 
+_Static_assert(GORO__WAIT_COUNT <= 32, "wait reasons fit GORO__WAIT_PRIMITIVE_MASK");
+
 bool goro__wait_reason_is_primitive(unsigned reason)
 {
-    switch (reason) {
-    case GORO__WAIT_CHAN_SEND:
-    case GORO__WAIT_CHAN_RECV:
-    case GORO__WAIT_SELECT:
-    case GORO__WAIT_SELECT_NO_CASES:
-    case GORO__WAIT_MUTEX:
-    case GORO__WAIT_RWMUTEX_RLOCK:
-    case GORO__WAIT_RWMUTEX_LOCK:
-    case GORO__WAIT_WAITGROUP:
-    case GORO__WAIT_COND:
-    case GORO__WAIT_ONCE:
-    case GORO__WAIT_CTX:
-        return true;
-    default:
-        return false;
-    }
+    return reason < 32 && ((GORO__WAIT_PRIMITIVE_MASK >> reason) & 1);
 }
 
 /* ---- registry -------------------------------------------------------------- */

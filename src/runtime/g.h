@@ -75,6 +75,14 @@ const char *goro__wait_reason_str(unsigned reason);
 
 /* The goro primitive a wait reason blocks on (for leak analysis): true for
  * channels, select and sync primitives; false for sleep, I/O, syscalls. */
+/* The waits on goro primitives (channels, select, sync, contexts): what
+ * leak checks judge and the census counts; never I/O, sleep or syscalls. */
+#define GORO__WAIT_PRIMITIVE_MASK                                                              \
+    ((1u << GORO__WAIT_CHAN_SEND) | (1u << GORO__WAIT_CHAN_RECV) | (1u << GORO__WAIT_SELECT) | \
+     (1u << GORO__WAIT_SELECT_NO_CASES) | (1u << GORO__WAIT_MUTEX) |                          \
+     (1u << GORO__WAIT_RWMUTEX_RLOCK) | (1u << GORO__WAIT_RWMUTEX_LOCK) |                     \
+     (1u << GORO__WAIT_WAITGROUP) | (1u << GORO__WAIT_COND) | (1u << GORO__WAIT_ONCE) |       \
+     (1u << GORO__WAIT_CTX))
 bool goro__wait_reason_is_primitive(unsigned reason);
 
 #define GORO__CREATE_DEPTH 6

@@ -60,7 +60,8 @@ void goro__census_log_push(goro__census_log *l, goro__g *g, uint32_t epoch)
     g->census_epoch = epoch;
     uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
     atomic_store_explicit(&l->ent[h & (GORO__CENSUS_LOG - 1)],
-                          (uint64_t)g->base.slot << 32 | epoch, memory_order_relaxed);
+                          GORO__CENSUS_TAG | (uint64_t)g->base.slot << 32 | epoch,
+                          memory_order_relaxed);
     atomic_store_explicit(&l->head, h + 1, memory_order_release);
 }
 
@@ -72,7 +73,7 @@ static inline counters *counters_of(uint32_t idx)
 void goro__census_woke(goro__g *g)
 {
     uint64_t m = atomic_load_explicit(&g->census_mark, memory_order_acquire);
-    uint64_t seq = GORO__GST_SEQ(goro__load_relaxed(&g->base.status)) & ((1ull << 44) - 1);
+    uint64_t seq = GORO__GST_SEQ(goro__load_relaxed(&g->base.status)) & GORO__CENSUS_SEQ_MASK;
     if (GORO__CENSUS_MARK_SEQ(m) != seq)
         return; /* an older park's, being undone by sysmon (window 2) */
     if (!atomic_compare_exchange_strong_explicit(&g->census_mark, &m, 0, memory_order_acq_rel,
@@ -161,7 +162,7 @@ GORO__NO_SANITIZE static bool examine(uint32_t s, uint32_t upto)
     if (goro__load_relaxed(&gb->status) != st || goro__reg_get(s) != gb)
         return true; /* changed while read */
     uint64_t seq = GORO__GST_SEQ(st);
-    if (GORO__CENSUS_MARK_SEQ(m0) == (seq & ((1ull << 44) - 1)))
+    if (GORO__CENSUS_MARK_SEQ(m0) == (seq & GORO__CENSUS_SEQ_MASK))
         return true; /* counted already */
     uint32_t idx = group_of(&k);
     if (!idx) {
@@ -194,7 +195,7 @@ GORO__NO_SANITIZE static bool examine(uint32_t s, uint32_t upto)
 #define RETRY_MAX 1024
 #define RETRY_TICKS 1000
 static struct {
-    uint64_t e[RETRY_MAX]; /* slot << 32 | epoch */
+    uint64_t e[RETRY_MAX]; /* as log entries */
     uint16_t tries[RETRY_MAX];
     uint32_t n;
     bool full; /* an entry did not fit: walk the registry */
@@ -206,7 +207,7 @@ static struct {
 
 static void examine_or_retry(uint64_t e, uint16_t tries)
 {
-    if (examine((uint32_t)(e >> 32), (uint32_t)e) || tries >= RETRY_TICKS)
+    if (examine((uint32_t)(e >> 32) & 0x0fffffff, (uint32_t)e) || tries >= RETRY_TICKS)
         return;
     if (R.n == RETRY_MAX) {
         R.full = true;
@@ -221,7 +222,7 @@ static void walk_all(uint32_t upto)
     bump64(&C.st.walks);
     uint32_t lim = goro__reg_limit();
     for (uint32_t s = 0; s < lim; s++)
-        examine_or_retry((uint64_t)s << 32 | upto, 0);
+        examine_or_retry(GORO__CENSUS_TAG | (uint64_t)s << 32 | upto, 0);
 }
 
 void goro__census_collect(int64_t now)

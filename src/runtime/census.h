@@ -69,10 +69,17 @@
 #define GORO__CENSUS_MAX 4096  /* groups (index 0 is "none") */
 #define GORO__CENSUS_LOG 8192  /* entries per P */
 
-/* census_mark: the park's status sequence (low 44 bits), group, slot. */
-#define GORO__CENSUS_MARK(seq, idx, slot)                                                        \
-    ((((uint64_t)(seq) & ((1ull << 44) - 1)) << 20) | ((uint64_t)(idx) << 7) | (uint64_t)(slot))
-#define GORO__CENSUS_MARK_SEQ(m) ((m) >> 20)
+/* The census's words live in memory the leak scan reads conservatively
+ * (P records, goroutine records): bit 63 is set in every log entry and
+ * every mark, so that none can ever look like a user-space pointer. */
+#define GORO__CENSUS_TAG (1ull << 63)
+#define GORO__CENSUS_SEQ_MASK ((1ull << 43) - 1)
+
+/* census_mark: tag, the park's status sequence (low 43 bits), group, slot. */
+#define GORO__CENSUS_MARK(seq, idx, slot)                                                 \
+    (GORO__CENSUS_TAG | (((uint64_t)(seq) & GORO__CENSUS_SEQ_MASK) << 20) |              \
+     ((uint64_t)(idx) << 7) | (uint64_t)(slot))
+#define GORO__CENSUS_MARK_SEQ(m) (((m) >> 20) & GORO__CENSUS_SEQ_MASK)
 #define GORO__CENSUS_MARK_IDX(m) ((uint32_t)((m) >> 7) & (GORO__CENSUS_MAX - 1))
 #define GORO__CENSUS_MARK_SLOT(m) ((uint32_t)(m) & (GORO__CENSUS_RING - 1))
 
@@ -80,7 +87,7 @@
 typedef struct goro__census_log {
     _Atomic uint32_t head;
     uint32_t tail; /* sysmon's */
-    _Atomic uint64_t ent[GORO__CENSUS_LOG]; /* slot << 32 | epoch */
+    _Atomic uint64_t ent[GORO__CENSUS_LOG]; /* tag | slot (28 bits) << 32 | epoch */
 } goro__census_log;
 
 /* What a group is; immutable once created (code addresses and string

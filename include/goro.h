@@ -232,9 +232,14 @@ int goro_run(goro_fn main_fn, void *arg, const goro_options *opts);
  *    installed, SIGPROF from other sources never reaches another handler.
  *    No option.
  *  - SIGRTMIN+5: handler installed at the first reachability scan
- *    (goro_leak_scan, the goroutineleak profile) and never removed. It is
- *    sent to every thread of the process to stop the world; a thread that
- *    blocks it makes the scan fail with -EAGAIN. The number is fixed.
+ *    (goro_leak_scan, the goroutineleak profile, or the watchdog's
+ *    confirmation of a suspect) and never removed; not installed (the scan
+ *    fails with -EBUSY) when the program has a handler of its own for it.
+ *    It is sent to goro's threads and to the program's threads that are
+ *    running and do not block it, to stop the world; threads blocked in a
+ *    system call or blocking it are left alone (no EINTR). The number is
+ *    fixed. GORO_WATCHDOG_CONFIRM=0 (or goro_watchdog_opts.no_confirm)
+ *    keeps the watchdog from ever scanning.
  *  - SIGPIPE: no handler. A goro_conn write to a non-socket fd blocks it on
  *    its thread for that write and discards the SIGPIPE the write raised
  *    (-EPIPE instead). Sockets use MSG_NOSIGNAL.
@@ -788,7 +793,9 @@ typedef struct goro_leak_scan_stats {
  * a scan runs (one that is needed waits for the scan's end).
  * *report is NULL when nothing leaked; stats (may be NULL) describes the
  * scan. Errors: -EPERM not called from a goroutine; -ENOTSUP in a sanitizer
- * build (stats->incomplete says why); -EAGAIN the world could not be
+ * build or under valgrind (stats->incomplete says why); -EBUSY the program
+ * installed a handler of its own for SIGRTMIN+5, the scan's stop signal
+ * (goro does not replace it); -EAGAIN the world could not be
  * stopped consistently — a thread did not stop within 1 s, a thread
  * started meanwhile, or a foreign thread left alone in a system call ran
  * meanwhile — nothing was judged and stats->incomplete says why: try
@@ -818,8 +825,40 @@ int goro_leak_scan(goro_leak_report **report, goro_leak_scan_stats *stats);
  *   sender can finish
  * Ages are measured in steps of 67 ms; min_age is at most
  * GORO_WATCHDOG_MAX_MIN_AGE. A worker pool (stable), request goroutines
- * waiting briefly (young), sleepers and sockets never qualify. */
+ * waiting briefly (young), sleepers and sockets never qualify.
+ * Second tier: a new suspect (state GORO_LEAK_SUSPECTED) makes goro run one
+ * reachability scan (goro_leak_scan's algorithm) on a thread of its own,
+ * started on the first suspect and joined by goro_run's teardown; scans are
+ * at least confirm_interval apart and 100 times their own duration (the
+ * world stops for each, ~20-40 ms for a few thousand goroutines and a small
+ * heap, up to ~0.6 s for 100k goroutines and 1 GiB). The scan settles
+ * the suspect: CONFIRMED when members are unreachable (another line, or
+ * on_verdict):
+ *   goro: confirmed goroutine leak: 857 of 857 goroutines created at
+ *   run_async (service.c:59) <- handle_work (service.c:91) blocked in chan
+ *   send at service.c:48 (in async_worker) are unreachable: nothing can
+ *   wake them (reachability scan: 37ms, world stopped 36ms)
+ * or REACHABLE (something live still reaches what they wait on; checked
+ * again at most once a minute while the family grows). Sanitizer builds
+ * and runs under valgrind cannot scan: GORO_LEAK_UNVERIFIED. */
 #define GORO_WATCHDOG_MAX_MIN_AGE (8 * GORO_SECOND)
+
+/* What a reachability scan (the second tier) made of a suspect. When the
+ * watchdog reports a suspect it asks for one scan (goro_leak_scan's
+ * algorithm, run on a thread of goro's own, at most one scan per
+ * confirm_interval and never more than ~1% of the time, so the world is
+ * stopped briefly now and then while suspects exist). */
+typedef enum goro_leak_state {
+    GORO_LEAK_SUSPECTED = 0,  /* the watchdog's judgement; no scan has settled it
+                                 yet (or confirmation is switched off) */
+    GORO_LEAK_CONFIRMED = 1,  /* a scan found members that nothing live can
+                                 reach: they can never be woken */
+    GORO_LEAK_REACHABLE = 2,  /* a scan found every member it judged still
+                                 reachable (checked again while it grows) */
+    GORO_LEAK_UNVERIFIED = 3, /* scans are impossible here (sanitizer
+                                 build, or running under valgrind) */
+} goro_leak_state;
+
 typedef struct goro_leak_suspect {
     size_t count;           /* goroutines in the group now */
     double growth_per_sec;  /* over the last `windows` periods */
@@ -834,6 +873,12 @@ typedef struct goro_leak_suspect {
     uint64_t stack_bytes;   /* stack memory of the group when reported */
     const char *hint;       /* the usual cause for this wait reason and its
                                fix (a static string), or NULL */
+    goro_leak_state state;
+    size_t judged;          /* members the settling scan judged (parked
+                               before it began, still parked after) */
+    size_t unreachable;     /* of them, found leaked (CONFIRMED: > 0) */
+    int64_t settled_at;     /* goro_now() of that scan's start, or 0 */
+    const char *verdict;    /* the one-line verdict once settled, or NULL */
 } goro_leak_suspect;
 
 typedef struct goro_watchdog_opts {
@@ -846,15 +891,27 @@ typedef struct goro_watchdog_opts {
      * block. NULL: print the message line on stderr. */
     void (*on_suspect)(const goro_leak_suspect *suspect, void *arg);
     void *arg;
+    /* Called from goro's confirmation thread when a scan settles a
+     * suspect (state CONFIRMED or REACHABLE; again if a later scan
+     * confirms one that was reachable); must not block. NULL: print the
+     * verdict line on stderr when on_suspect is NULL too, else nothing
+     * (the verdict is in goro_watchdog_suspects). */
+    void (*on_verdict)(const goro_leak_suspect *suspect, void *arg);
+    /* No reachability scans for suspects (also GORO_WATCHDOG_CONFIRM=0):
+     * they stay SUSPECTED. */
+    bool no_confirm;
+    /* Least time between two of the watchdog's scans: 0 = 10 s. */
+    int64_t confirm_interval;
 } goro_watchdog_opts;
 
 /* Configure the watchdog (NULL: defaults). Takes effect at once and for
  * later goro_run calls. Errors: -EINVAL negative values, windows above 16,
- * min_age above GORO_WATCHDOG_MAX_MIN_AGE. */
+ * min_age above GORO_WATCHDOG_MAX_MIN_AGE, confirm_interval below 100 ms. */
 int goro_watchdog_configure(const goro_watchdog_opts *opts);
 
-/* The current suspects (their counts refreshed every period), newest
- * first; free with goro_watchdog_suspects_free. Errors: -ENOMEM. */
+/* The current suspects (their counts refreshed every period, state and
+ * verdict as the last scan left them), newest first; free with
+ * goro_watchdog_suspects_free. Errors: -EINVAL NULL argument; -ENOMEM. */
 int goro_watchdog_suspects(goro_leak_suspect **out, size_t *n);
 void goro_watchdog_suspects_free(goro_leak_suspect *s, size_t n);
 

@@ -53,6 +53,75 @@ static void deadlock_main(void *arg)
     NO_TAIL_CALL();
 }
 
+/* A global deadlock after the watchdog's confirmation thread started: that
+ * thread is goro's own, not one of the program's (which could wake a
+ * goroutine), so the deadlock is still reported. The leak's channels are
+ * kept hidden (XOR), so that the scan confirms it. */
+static uintptr_t dl_hidden[512];
+
+static void dl_sender(void *arg)
+{
+    int v = 1;
+    goro_chan_send(arg, &v);
+    NO_TAIL_CALL();
+}
+
+static void deadlock_verdict_main(void *arg)
+{
+    (void)arg;
+    goro_watchdog_opts wo = {.period = 50 * MS, .min_age = 200 * MS, .min_count = 5,
+                             .on_suspect = NULL};
+    if (goro_watchdog_configure(&wo) != 0)
+        return;
+    int64_t end = goro_now() + 20 * GORO_SECOND;
+    int state = -1;
+    for (size_t i = 0; goro_now() < end && state < 0; i++) {
+        goro_chan *ch;
+        if (i < sizeof dl_hidden / sizeof dl_hidden[0] && goro_chan_make(&ch, sizeof(int), 0) == 0) {
+            dl_hidden[i] = (uintptr_t)ch ^ (uintptr_t)0xA5A5A5A5A5A5A5A5ull;
+            goro_go(dl_sender, ch);
+        }
+        goro_sleep(5 * MS);
+        goro_leak_suspect *v;
+        size_t n;
+        if (goro_watchdog_suspects(&v, &n) == 0) {
+            for (size_t k = 0; k < n; k++)
+                if (v[k].state != GORO_LEAK_SUSPECTED)
+                    state = (int)v[k].state;
+            goro_watchdog_suspects_free(v, n);
+        }
+    }
+    gt_say("VERDICT %d\n", state);
+    goro_chan *c;
+    if (goro_chan_make(&c, sizeof(int), 0) != 0)
+        return;
+    int v;
+    goro_chan_recv(c, &v, NULL); /* nobody will ever send */
+    NO_TAIL_CALL();
+}
+
+/* The program's own SIGRTMIN+5 handler is left in place: a scan fails with
+ * -EBUSY and says why, and the program's handler still gets the signal. */
+static volatile sig_atomic_t own_rt_seen;
+
+static void own_rt_handler(int sig)
+{
+    (void)sig;
+    own_rt_seen = 1;
+}
+
+static void rt_busy_main(void *arg)
+{
+    (void)arg;
+    goro_leak_report *rep = NULL;
+    goro_leak_scan_stats stats;
+    int rc = goro_leak_scan(&rep, &stats);
+    goro_leak_report_free(rep);
+    raise(SIGRTMIN + 5);
+    gt_say("SCAN %d %d why=%s\n", rc, (int)own_rt_seen,
+           stats.incomplete ? stats.incomplete : "(none)");
+}
+
 /* ---- (b) stack overflow ------------------------------------------------- */
 
 static volatile int overflow_limit = INT_MAX;
@@ -198,6 +267,12 @@ static int run_scenario(const char *sc)
     int rc;
     if (strcmp(sc, "deadlock") == 0) {
         rc = goro_run(deadlock_main, NULL, &o);
+    } else if (strcmp(sc, "deadlock_verdict") == 0) {
+        rc = goro_run(deadlock_verdict_main, NULL, &o);
+    } else if (strcmp(sc, "rt_busy") == 0) {
+        signal(SIGRTMIN + 5, own_rt_handler);
+        rc = goro_run(rt_busy_main, NULL, &o);
+        return rc == 0 ? 0 : 98;
     } else if (strcmp(sc, "overflow") == 0) {
         rc = goro_run(overflow_main, NULL, &o);
     } else if (strcmp(sc, "sigquit") == 0) {
@@ -270,6 +345,46 @@ static void test_deadlock_report(void **st)
     expect_text(&c, "deadlock", "created by", strstr(c.err, "created by") != NULL);
     expect_text(&c, "deadlock", "created by deadlock_main",
                 strstr(c.err, "created by deadlock_main") != NULL);
+    gt_child_free(&c);
+}
+
+static void test_deadlock_after_verdict(void **st)
+{
+    (void)st;
+    gt_child c;
+    run_child(&c, "deadlock_verdict", NULL);
+    finish_child(&c, "deadlock after a verdict");
+    expect_exit(&c, "deadlock after a verdict", 2);
+    int state = -2;
+    const char *p = strstr(c.out, "VERDICT ");
+    expect_text(&c, "deadlock after a verdict", "VERDICT on stdout",
+                p && sscanf(p, "VERDICT %d", &state) == 1);
+    /* Plain builds confirm the leak (the thread ran); sanitizer builds
+     * cannot scan and say so. */
+    int want = GT_SANITIZED ? GORO_LEAK_UNVERIFIED : GORO_LEAK_CONFIRMED;
+    expect_text(&c, "deadlock after a verdict", "the expected verdict", state == want);
+    const char *head = "fatal error: all goroutines are asleep - deadlock!";
+    expect_text(&c, "deadlock after a verdict", head, strstr(c.err, head) != NULL);
+    gt_child_free(&c);
+}
+
+static void test_scan_leaves_program_rt_handler(void **st)
+{
+    (void)st;
+    gt_child c;
+    run_child(&c, "rt_busy", NULL);
+    finish_child(&c, "program's SIGRTMIN+5");
+    expect_exit(&c, "program's SIGRTMIN+5", 0);
+    int rc = 0, seen = 0;
+    const char *p = strstr(c.out, "SCAN ");
+    expect_text(&c, "program's SIGRTMIN+5", "SCAN on stdout",
+                p && sscanf(p, "SCAN %d %d", &rc, &seen) == 2);
+    expect_text(&c, "program's SIGRTMIN+5", "the scan refused (-EBUSY; -ENOTSUP sanitized)",
+                rc == (GT_SANITIZED ? -ENOTSUP : -EBUSY));
+    expect_text(&c, "program's SIGRTMIN+5", "the program's handler still called", seen == 1);
+    if (!GT_SANITIZED)
+        expect_text(&c, "program's SIGRTMIN+5", "why=SIGRTMIN+5",
+                    strstr(c.out, "why=SIGRTMIN+5") != NULL);
     gt_child_free(&c);
 }
 
@@ -791,6 +906,8 @@ int main(void)
         return run_scenario(sc);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deadlock_report),
+        cmocka_unit_test(test_deadlock_after_verdict),
+        cmocka_unit_test(test_scan_leaves_program_rt_handler),
         cmocka_unit_test(test_stack_overflow),
         cmocka_unit_test(test_sigquit_exits_with_dump),
         cmocka_unit_test(test_sigquit_dump_keeps_running),

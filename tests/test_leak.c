@@ -1027,6 +1027,33 @@ static void wd_on_suspect(const goro_leak_suspect *s, void *arg)
     pthread_mutex_unlock(&wdrec.mu);
 }
 
+/* Verdicts (on_verdict, from goro's confirmation thread), under wdrec.mu. */
+typedef struct wd_verdict {
+    goro_leak_state state;
+    size_t judged, unreachable;
+    char cfunc[64];
+    char msg[1024];
+} wd_verdict;
+static struct {
+    int n;
+    wd_verdict v[WD_MAXREC];
+} wdver;
+
+static void wd_on_verdict(const goro_leak_suspect *s, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wdrec.mu);
+    if (wdver.n < WD_MAXREC) {
+        wd_verdict *w = &wdver.v[wdver.n++];
+        w->state = s->state;
+        w->judged = s->judged;
+        w->unreachable = s->unreachable;
+        copy_str(w->cfunc, sizeof w->cfunc, s->ncreated ? s->created[0].func : NULL);
+        copy_str(w->msg, sizeof w->msg, s->verdict);
+    }
+    pthread_mutex_unlock(&wdrec.mu);
+}
+
 static int wd_nseen(void)
 {
     pthread_mutex_lock(&wdrec.mu);
@@ -1040,6 +1067,7 @@ static void wd_configure(void)
     pthread_mutex_lock(&wdrec.mu);
     wdrec.n = 0;
     wdrec.dropped = 0;
+    wdver.n = 0;
     pthread_mutex_unlock(&wdrec.mu);
     goro_watchdog_opts wo = {
         .period = WD_PERIOD,
@@ -1047,6 +1075,7 @@ static void wd_configure(void)
         .min_age = 300 * MS,
         .min_count = WD_MIN_COUNT,
         .on_suspect = wd_on_suspect,
+        .on_verdict = wd_on_verdict,
     };
     int rc = goro_watchdog_configure(&wo);
     assert_rc(rc, 0);
@@ -1943,6 +1972,177 @@ static void test_watchdog_slow_leak(void **st)
     free(s);
 }
 
+/* ---- the second tier: a reachability scan settles each suspect ----------- */
+
+/* Two leaks of the story's shape at once, from two creation sites: the
+ * channels of one are kept by the test only in hidden form (XOR with a
+ * key: no word of memory points to them, so nothing can reach what the
+ * senders wait on: CONFIRMED); the other's are kept in plain memory, as
+ * chan_keep does (REACHABLE: the scan must not call them leaked). */
+#define WD_HIDE_KEY ((uintptr_t)0xA5A5A5A5A5A5A5A5ull)
+
+typedef struct hidden_keep {
+    uintptr_t v[WD_MAXCH];
+    size_t n;
+} hidden_keep;
+
+NOINLINE static int run_async_hidden(hidden_keep *k, int *line)
+{
+    goro_chan *ch;
+    int rc = goro_chan_make(&ch, sizeof(int), 0);
+    if (rc)
+        return rc;
+    if (k->n == WD_MAXCH) {
+        goro_chan_release(ch);
+        return -ENOSPC;
+    }
+    k->v[k->n++] = (uintptr_t)ch ^ WD_HIDE_KEY;
+    *line = __LINE__;
+    rc = goro_go(story_sender, goro_chan_retain(ch));
+    if (rc)
+        goro_chan_release(ch);
+    return rc;
+}
+
+DEFINE_CONTROL(run_async_kept)
+
+typedef struct wdv_state {
+    hidden_keep hidden;
+    chan_keep kept;
+    int64_t limit;
+    int rc_spawn, line_h, line_k;
+    bool reported, settled, released, cleaned;
+    goro_leak_suspect sh, sk; /* the suspects as listed (strings dropped) */
+    bool have_h, have_k;
+} wdv_state;
+
+/* Look the two suspects up in goro_watchdog_suspects. */
+static void wdv_lookup(wdv_state *s)
+{
+    goro_leak_suspect *v = NULL;
+    size_t n = 0;
+    s->have_h = s->have_k = false;
+    if (goro_watchdog_suspects(&v, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].ncreated)
+            continue;
+        goro_leak_suspect c = v[i];
+        c.message = c.verdict = NULL;
+        c.reason = c.hint = NULL;
+        memset(&c.wait_site, 0, sizeof c.wait_site);
+        memset(c.created, 0, sizeof c.created);
+        if (!strcmp(v[i].created[0].func, "run_async_hidden")) {
+            s->sh = c;
+            s->have_h = true;
+        } else if (!strcmp(v[i].created[0].func, "run_async_kept")) {
+            s->sk = c;
+            s->have_k = true;
+        }
+    }
+    goro_watchdog_suspects_free(v, n);
+}
+
+static void wdv_main(void *arg)
+{
+    wdv_state *s = arg;
+    long exited0 = atomic_load(&story_exited);
+    int64_t end = goro_now() + s->limit;
+    bool can_scan = !GT_SANITIZED && !gt_under_valgrind();
+    /* Both leaks, ~200/s each, until both are suspects. */
+    while (goro_now() < end && !s->reported) {
+        if ((s->rc_spawn = run_async_hidden(&s->hidden, &s->line_h)) ||
+            (s->rc_spawn = run_async_kept(&s->kept, &s->line_k)))
+            break;
+        goro_sleep(5 * MS);
+        wdv_lookup(s);
+        s->reported = s->have_h && s->have_k;
+    }
+    /* Then wait (on the suspects' state) for the scan's verdicts. */
+    while (s->reported && goro_now() < end) {
+        wdv_lookup(s);
+        if (can_scan ? s->sh.state != GORO_LEAK_SUSPECTED && s->sk.state != GORO_LEAK_SUSPECTED
+                     : true) {
+            s->settled = true;
+            break;
+        }
+        goro_sleep(10 * MS);
+    }
+    for (size_t i = 0; i < s->hidden.n; i++) {
+        goro_chan *ch = (goro_chan *)(s->hidden.v[i] ^ WD_HIDE_KEY);
+        goro_chan_close(ch);
+        goro_chan_release(ch);
+    }
+    chan_keep *k = &s->kept;
+    size_t nh = s->hidden.n;
+    s->released = release_kept(k, exited0 + (long)nh);
+    s->cleaned = gt_wait_num_goroutines(1, gt_slow(5 * GORO_SECOND));
+}
+
+static void test_watchdog_verdicts(void **st)
+{
+    (void)st;
+    wd_configure();
+    wdv_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->limit = gt_slow(15 * GORO_SECOND);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("watchdog, verdicts of the reachability scan", wdv_main, s, &o, 60);
+    goro_watchdog_configure(NULL);
+    wd_print_all("verdicts");
+    pthread_mutex_lock(&wdrec.mu);
+    wd_verdict vv[WD_MAXREC];
+    int nv = wdver.n;
+    memcpy(vv, wdver.v, sizeof vv);
+    pthread_mutex_unlock(&wdrec.mu);
+    for (int i = 0; i < nv; i++)
+        fprintf(stderr, "verdicts: %s\n", vv[i].msg);
+    assert_rc(rc, 0);
+    assert_rc(s->rc_spawn, 0);
+    assert_true(s->released);
+    assert_true(s->cleaned);
+    assert_true_msg(s->reported, "the two leaks were not both reported within %lld ms",
+                    (long long)(s->limit / MS));
+    assert_true_msg(s->settled, "no verdict within %lld ms (hidden: state %d, kept: state %d)",
+                    (long long)(s->limit / MS), (int)s->sh.state, (int)s->sk.state);
+    if (GT_SANITIZED || gt_under_valgrind()) {
+        /* No scan is possible: both say so, and no verdict was given. */
+        assert_int_equal(s->sh.state, GORO_LEAK_UNVERIFIED);
+        assert_int_equal(s->sk.state, GORO_LEAK_UNVERIFIED);
+        assert_int_equal(nv, 0);
+        free(s);
+        return;
+    }
+    /* Hidden channels: confirmed, most members judged unreachable (a stale
+     * copy of a pointer may keep one or two alive, never the rest). */
+    assert_int_equal(s->sh.state, GORO_LEAK_CONFIRMED);
+    assert_true(s->sh.judged > 0);
+    assert_true_msg(s->sh.unreachable * 2 >= s->sh.judged, "only %zu of %zu unreachable",
+                    s->sh.unreachable, s->sh.judged);
+    assert_true(s->sh.settled_at > 0);
+    /* Kept channels: reachable, none called leaked. */
+    assert_int_equal(s->sk.state, GORO_LEAK_REACHABLE);
+    assert_true(s->sk.judged > 0);
+    assert_int_equal(s->sk.unreachable, 0);
+    /* One verdict each, through on_verdict, naming the creator. */
+    int nh = 0, nk = 0;
+    for (int i = 0; i < nv; i++) {
+        if (!strcmp(vv[i].cfunc, "run_async_hidden")) {
+            nh++;
+            assert_int_equal(vv[i].state, GORO_LEAK_CONFIRMED);
+            assert_non_null(strstr(vv[i].msg, "confirmed goroutine leak"));
+            assert_non_null(strstr(vv[i].msg, "run_async_hidden ("));
+        } else if (!strcmp(vv[i].cfunc, "run_async_kept")) {
+            nk++;
+            assert_int_equal(vv[i].state, GORO_LEAK_REACHABLE);
+            assert_non_null(strstr(vv[i].msg, "still reachable"));
+        }
+    }
+    assert_int_equal(nh, 1);
+    assert_int_equal(nk, 1);
+    free(s);
+}
+
 static void test_watchdog_pool_not_reported(void **st)
 {
     (void)st;
@@ -2002,6 +2202,7 @@ int main(void)
         cmocka_unit_test(test_find_tail_call),
         cmocka_unit_test(test_watchdog_family_two_lines),
         cmocka_unit_test(test_watchdog_slow_leak),
+        cmocka_unit_test(test_watchdog_verdicts),
         cmocka_unit_test(test_watchdog_pool_not_reported),
         cmocka_unit_test(test_watchdog_sleepers_not_reported),
         cmocka_unit_test(test_watchdog_sockets_not_reported),

@@ -237,6 +237,21 @@ static double parked_value(const char *text)
     return sum;
 }
 
+/* Sum of goro_leak_suspects{state=S} over the states (-1: not exported). */
+static double suspects_value(const char *text)
+{
+    static const char *const states[] = {"suspected", "confirmed", "reachable", "unverified"};
+    double sum = -1;
+    char name[64];
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        snprintf(name, sizeof name, "goro_leak_suspects{state=\"%s\"}", states[i]);
+        double v = metric_value(text, name);
+        if (v >= 0)
+            sum = (sum < 0 ? 0 : sum) + v;
+    }
+    return sum;
+}
+
 static double proc_rss(void)
 {
     if (!target_pid)
@@ -273,7 +288,7 @@ static void take_sample(client *cl, sample *s)
         s->rss = metric_value(body, "process_resident_memory_bytes");
         s->goroutines = metric_value(body, "go_goroutines");
         s->parked = parked_value(body);
-        s->suspects = metric_value(body, "goro_leak_suspects");
+        s->suspects = suspects_value(body);
     }
     if (s->rss < 0)
         s->rss = proc_rss();

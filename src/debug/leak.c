@@ -393,8 +393,11 @@ GORO__NOINLINE static int leak_scan(goro_leak_report **report, goro_leak_scan_st
     }
     goro__scan_result r;
     int rc = goro__leakscan((uintptr_t)fp, &r);
-    if (rc)
+    if (rc) {
+        if (stats)
+            stats->incomplete = r.incomplete;
         return rc;
+    }
     if (stats) {
         stats->goroutines = r.ngoroutines;
         stats->blocked = r.nblocked;

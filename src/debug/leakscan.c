@@ -12,11 +12,15 @@
  *     heap map from the mappings (bitmaps with room for growth); map
  *     every buffer the scan needs (a stopped thread may hold malloc's lock, so nothing is
  *     allocated while the world is stopped) — these buffers are excluded
- *     from the scan.
+ *     from the scan. The scan runs on a goroutine (goro_leak_scan, the
+ *     goroutineleak profile: its callers' frames are roots) or on goro's
+ *     confirmation thread (leakconfirm.c, for the watchdog: no goroutine,
+ *     its stack holds runtime frames only and is not scanned).
  *  2. Stop the world: close the scheduler's thread-creation gate (no M
  *     starts until the world restarts; every M already starting has its
  *     tid published), then send a real-time signal to every other thread
- *     goro owns (its Ms and sysmon) and to foreign threads that are
+ *     goro owns (its Ms, sysmon and the confirmation thread, whose frames
+ *     are runtime code and are not scanned) and to foreign threads that are
  *     running; the
  *     handler records the thread's registers and stack pointer and waits.
  *     Threads that do not answer within 1 s make the scan incomplete (no
@@ -90,8 +94,10 @@
 
 #include "chan/chan_internal.h"
 #include "debug/heapmap.h"
+#include "debug/leakconfirm.h"
 #include "prof/heapprof.h"
 #include "runtime/sched.h"
+#include "runtime/vg.h"
 
 #define MAX_OBJ_PER_G 64
 #define MAX_THREADS 4096
@@ -104,6 +110,12 @@ bool goro__leakscan_supported(const char **why)
                           : "not available under ThreadSanitizer (the scan reads memory racily by design)";
     return false;
 #else
+    if (RUNNING_ON_VALGRIND) {
+        if (why)
+            *why = "not available under valgrind (its allocator replaces glibc's heap, and "
+                   "memcheck would flag every conservative read)";
+        return false;
+    }
     (void)why;
     return true;
 #endif
@@ -178,6 +190,13 @@ static int install_handler(void)
 {
     if (stw.installed)
         return 0;
+    /* A handler the program installed is its own use of the signal: do not
+     * replace it (the scan then cannot stop the world). */
+    struct sigaction old;
+    if (sigaction(SIGRTMIN + 5, NULL, &old) == 0 &&
+        ((old.sa_flags & SA_SIGINFO) ? old.sa_sigaction != on_stop
+                                     : old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+        return -EBUSY;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_stop;
@@ -811,22 +830,24 @@ static void own_cb(uintptr_t lo, uintptr_t hi, void *arg)
     }
 }
 
-int goro__leakscan(uintptr_t fp, goro__scan_result *res)
+/* One scan. Called from a goroutine (self_g: its callers' frames above fp
+ * are roots) or from goro's confirmation thread (self_g NULL: its stack
+ * [own_lo, own_hi) holds runtime frames only and is not scanned). */
+static int scan_run(goro__g *self_g, uintptr_t fp, uintptr_t own_lo, uintptr_t own_hi,
+                    goro__scan_result *res)
 {
     memset(res, 0, sizeof *res);
     int64_t t_start = goro__nanotime();
     if (!goro__leakscan_supported(&res->incomplete))
         return 0;
-    goro__m *self_m = goro__getm();
-    goro__g *self_g = self_m ? self_m->curg : NULL;
-    if (!self_g)
-        return -EPERM;
     pthread_mutex_lock(&stw.lock);
     /* No M thread starts until the world has restarted, and each one
      * started before has its tid published: every thread goro owns is
      * known and signalled (sched.c, the thread-creation gate). */
     bool gate_ok = goro__newm_gate_close(GORO_SECOND) == 0;
     int rc = install_handler();
+    if (rc == -EBUSY)
+        res->incomplete = "SIGRTMIN+5, the scan's stop signal, has a handler of the program's";
     prep p = {0};
     char mapbuf[4096];
     if (rc == 0) /* only counted now: read again once the world is stopped */
@@ -849,12 +870,16 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
         for (goro__m *m = goro__sched_.allm; m; m = m->alllink)
             if (nm < sizeof mtids / sizeof mtids[0])
                 mtids[nm++] = m->tid;
-        bool all_known = nm < sizeof mtids / sizeof mtids[0];
+        bool all_known = nm + 2 < sizeof mtids / sizeof mtids[0];
         goro__mutex_unlock(&goro__sched_.lock);
         int smtid = goro__sysmon_tid(); /* goro's too: stopped like the Ms */
         if (smtid && all_known)
             mtids[nm++] = smtid;
         all_known = all_known && smtid;
+        int cftid = 0; /* the confirmation thread (leakconfirm.c): goro's too */
+        uintptr_t cflo, cfhi;
+        if (goro__confirm_thread(&cftid, &cflo, &cfhi) && all_known)
+            mtids[nm++] = cftid;
         int self = (int)syscall(SYS_gettid);
         for (size_t i = 0; all_known && i < p.ntids; i++) {
             bool is_m = p.tids[i] == self;
@@ -993,10 +1018,16 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
             excl_add(&s, m->th.lo, m->th.hi);
     }
     goro__mutex_unlock(&goro__sched_.lock);
-    /* sysmon runs only runtime code: its frames hold no user pointers. */
+    /* sysmon and the confirmation thread run only runtime code: their
+     * frames hold no user pointers (only stale copies). */
     uintptr_t smlo, smhi;
     if (goro__sysmon_stack(&smlo, &smhi))
         excl_add(&s, smlo, smhi);
+    int cftid = 0;
+    if (goro__confirm_thread(&cftid, &smlo, &smhi))
+        excl_add(&s, smlo, smhi);
+    if (own_hi)
+        excl_add(&s, own_lo, own_hi);
 
     /* ---- stop the world ---- */
     int64_t t_stop = goro__nanotime();
@@ -1204,6 +1235,7 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 if (m && m->curg && sp >= m->curg->stack_lo && sp < m->curg->stack_hi) {
                     hi = m->curg->stack_hi; /* running a goroutine */
                 } else if ((m && !m->curg) || atomic_load(&stops[i].tid) == goro__sysmon_tid() ||
+                           (cftid && atomic_load(&stops[i].tid) == cftid) ||
                            (m && m->g0_hi && sp >= m->g0_lo && sp < m->g0_hi &&
                             (!bhi || sp >= bhi))) {
                     /* A runtime thread in its scheduler (idle, looking for
@@ -1229,7 +1261,8 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                     scan_range(&s, sp > 128 ? sp - 128 : sp, hi);
             }
             /* Our callers' frames (not the scanner's own). */
-            scan_range(&s, fp, self_g->stack_hi);
+            if (self_g)
+                scan_range(&s, fp, self_g->stack_hi);
             for (size_t i = 0; i < nroots; i++) {
                 scan_word(&s, roots[i].arg);
                 if (roots[i].g && roots[i].lo)
@@ -1237,7 +1270,8 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
                 if (roots[i].g)
                     mark_owned(&s, roots[i].g);
             }
-            mark_owned(&s, self_g);
+            if (self_g)
+                mark_owned(&s, self_g);
             /* Armed timers (a context's deadline can still cancel it). */
             for (uint32_t i = 0; i < goro__sched_.nprocs; i++)
                 goro__timers_each_stopped(goro__sched_.allp[i], timer_root, &s);
@@ -1315,6 +1349,26 @@ int goro__leakscan(uintptr_t fp, goro__scan_result *res)
     pthread_mutex_unlock(&stw.lock);
     res->total_ns = goro__nanotime() - t_start;
     return 0;
+}
+
+int goro__leakscan(uintptr_t fp, goro__scan_result *res)
+{
+    goro__m *self_m = goro__getm();
+    goro__g *self_g = self_m ? self_m->curg : NULL;
+    if (!self_g) {
+        memset(res, 0, sizeof *res);
+        return -EPERM;
+    }
+    return scan_run(self_g, fp, 0, 0, res);
+}
+
+int goro__leakscan_thread(uintptr_t stack_lo, uintptr_t stack_hi, goro__scan_result *res)
+{
+    if (goro__getm()) {
+        memset(res, 0, sizeof *res);
+        return -EPERM;
+    }
+    return scan_run(NULL, 0, stack_lo, stack_hi, res);
 }
 
 void goro__scan_result_free(goro__scan_result *r)

@@ -26,6 +26,11 @@ typedef struct goro__scan_result {
  * callers' frames and registers are roots; the scanner's own frames are
  * not). Returns 0 (see result->incomplete) or -errno. */
 int goro__leakscan(uintptr_t fp, goro__scan_result *result);
+/* Run one scan from goro's confirmation thread (leakconfirm.c), not a
+ * goroutine nor a scheduler thread (-EPERM otherwise); [stack_lo,
+ * stack_hi) is the calling thread's stack, which holds runtime frames only
+ * and is not scanned. */
+int goro__leakscan_thread(uintptr_t stack_lo, uintptr_t stack_hi, goro__scan_result *result);
 void goro__scan_result_free(goro__scan_result *r);
 
 /* In the public function that starts a scan (noinline): spill every

@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "debug/watchdog.h"
 #include "prof/heapprof.h"
 
 typedef struct mb {
@@ -184,11 +185,19 @@ int goro__metrics_render(goro__membuf *buf)
                h.alloc);
     }
     goro_leak_suspect *sus;
-    size_t nsus = 0;
-    if (goro_watchdog_suspects(&sus, &nsus) == 0)
+    size_t nsus = 0, by_lstate[4] = {0};
+    if (goro_watchdog_suspects(&sus, &nsus) == 0) {
+        for (size_t i = 0; i < nsus; i++)
+            if ((unsigned)sus[i].state < 4)
+                by_lstate[sus[i].state]++;
         goro_watchdog_suspects_free(sus, nsus);
-    metric(&m, "goro_leak_suspects", "gauge",
-           "Groups of goroutines the leak watchdog currently suspects.", (double)nsus);
+    }
+    out(&m, "# HELP goro_leak_suspects Groups of goroutines the leak watchdog currently "
+            "suspects, by what a reachability scan made of them (suspected: not settled yet; "
+            "confirmed: unreachable, leaked; reachable: still reachable; unverified: this "
+            "build cannot scan).\n# TYPE goro_leak_suspects gauge\n");
+    for (unsigned k = 0; k < 4; k++)
+        out(&m, "goro_leak_suspects{state=\"%s\"} %zu\n", goro__leak_state_str(k), by_lstate[k]);
     metric(&m, "goro_leak_reports_total", "counter",
            "Leak suspects the watchdog reported since the process started.",
            (double)goro_watchdog_reports_total());

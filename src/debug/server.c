@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "debug/metrics.h"
+#include "debug/watchdog.h"
 #include "prof/profiles.h"
 #include "runtime/sched.h"
 #include "runtime/symbolize.h"
@@ -309,6 +310,18 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
             json_str(&b, s->hint);
             append(&b, ",\"message\":");
             json_str(&b, s->message);
+            snprintf(line, sizeof line,
+                     ",\"state\":\"%s\",\"judged\":%zu,\"unreachable\":%zu,"
+                     "\"settled_seconds_ago\":",
+                     goro__leak_state_str(s->state), s->judged, s->unreachable);
+            append(&b, line);
+            if (s->settled_at)
+                snprintf(line, sizeof line, "%.3f", (double)(now - s->settled_at) / 1e9);
+            else
+                snprintf(line, sizeof line, "null");
+            append(&b, line);
+            append(&b, ",\"verdict\":");
+            json_str(&b, s->verdict);
             append(&b, "}");
         }
         append(&b, "]}\n");
@@ -320,9 +333,16 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
         for (size_t i = 0; i < n; i++) {
             append(&b, "\n");
             append(&b, v[i].message ? v[i].message : "?");
-            snprintf(line, sizeof line, "\n    now: %zu goroutines, growing %.0f/s, oldest waiting %.0fs\n",
-                     v[i].count, v[i].growth_per_sec, (double)v[i].oldest_wait_ns / 1e9);
+            snprintf(line, sizeof line,
+                     "\n    now: %zu goroutines, growing %.0f/s, oldest waiting %.0fs; state: %s\n",
+                     v[i].count, v[i].growth_per_sec, (double)v[i].oldest_wait_ns / 1e9,
+                     goro__leak_state_str(v[i].state));
             append(&b, line);
+            if (v[i].verdict) {
+                append(&b, "    ");
+                append(&b, v[i].verdict);
+                append(&b, "\n");
+            }
         }
         append(&b, "\nReachability check (stops the world briefly): /debug/pprof/goroutineleak?debug=1\n");
         goro_http_response_send(w, 200, "text/plain; charset=utf-8", b.data, b.len);

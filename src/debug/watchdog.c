@@ -35,14 +35,30 @@
  * keeps the suspect listed (count refreshed every pass) for
  * /debug/goro/leaks and /metrics.
  *
+ * Second tier: a new suspect is SUSPECTED (UNVERIFIED in builds that
+ * cannot scan). After each pass that leaves a suspect waiting for a
+ * verdict — SUSPECTED, or REACHABLE and grown since its last check at
+ * least RECHECK ago — the watchdog asks goro's confirmation thread for a
+ * reachability scan (leakconfirm.c: rate-limited, outside sysmon). The
+ * thread hands the result to goro__watchdog_settle, which walks the
+ * registry once for the members of the waiting families that parked
+ * before the scan began: any of them leaked -> CONFIRMED (final: what
+ * nothing reaches stays unreachable); all judged ones reachable ->
+ * REACHABLE; none judged -> still SUSPECTED (the next pass asks again).
+ * The walk runs without wd.lock (family keys copied first: groups and
+ * families live until goro_run's teardown, which stops the thread
+ * before goro__watchdog_reset).
+ *
  * Cost: the pass is O(groups); when it still takes longer than 2% of the
  * period, the next one waits longer (the watchdog stays under ~2% of one
  * CPU). Families are created from census groups once (one symbolization
  * per new group when goro_go did not record the creating function).
  *
  * Locking: wd.lock (thread mutex) guards configuration, families and the
- * suspect list; held by sysmon during a pass and by readers. It is never
- * taken by goroutines in the park path (the census takes no lock).
+ * suspect list; held by sysmon during a pass, by the confirmation thread
+ * while it applies a verdict, and by readers. It is never taken by
+ * goroutines in the park path (the census takes no lock), and released
+ * before kicking the confirmation thread (cf.lock is a leaf).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -50,6 +66,9 @@
 #include <string.h>
 
 #include "debug/goinfo.h"
+#include "debug/leakconfirm.h"
+#include "debug/leakscan.h"
+#include "debug/watchdog.h"
 #include "runtime/census.h"
 #include "runtime/sched.h"
 
@@ -57,6 +76,8 @@
 #define HIST 40                      /* passes of history per family */
 #define SLOW_SPAN (20 * GORO_SECOND) /* the slow rule's horizon */
 #define SLOW_STEPS 5
+#define RECHECK (60 * GORO_SECOND)   /* a REACHABLE suspect's next scan, at the earliest */
+#define SETTLE_MARGIN (200 * GORO_MILLISECOND) /* park stamps are coarse */
 
 typedef struct wfam {
     struct wfam *next;
@@ -73,6 +94,8 @@ typedef struct wfam {
     uint32_t npass;              /* passes recorded in hist */
     uint32_t nlines;             /* creation lines seen (groups' distinct sites) */
     bool reported;
+    uint32_t settled_count;      /* count when the last verdict was given */
+    char *chain;                 /* "f (file:line) <- g (...)" of the report */
     int64_t oldest_since;        /* from the report's registry walk */
     goro_leak_suspect sus;       /* filled when reported */
 } wfam;
@@ -95,6 +118,10 @@ static int64_t opt_period(void) { return wd.opts.period ? wd.opts.period : 500 *
 static int opt_windows(void) { return wd.opts.windows ? wd.opts.windows : 3; }
 static int64_t opt_min_age(void) { return wd.opts.min_age ? wd.opts.min_age : 2 * GORO_SECOND; }
 static size_t opt_min_count(void) { return wd.opts.min_count ? wd.opts.min_count : 10; }
+static int64_t opt_confirm_interval(void)
+{
+    return wd.opts.confirm_interval ? wd.opts.confirm_interval : 10 * GORO_SECOND;
+}
 
 static void set_census_locked(void)
 {
@@ -115,6 +142,9 @@ static void read_env_locked(void)
     v = getenv("GORO_WATCHDOG_MIN_AGE_MS");
     if (v && atoll(v) > 0 && !wd.opts.min_age && atoll(v) * GORO_MILLISECOND <= GORO_WATCHDOG_MAX_MIN_AGE)
         wd.opts.min_age = atoll(v) * GORO_MILLISECOND;
+    v = getenv("GORO_WATCHDOG_CONFIRM");
+    if (v && (!strcmp(v, "0") || !strcmp(v, "off")))
+        wd.opts.no_confirm = true;
     set_census_locked();
 }
 
@@ -124,7 +154,8 @@ int goro_watchdog_configure(const goro_watchdog_opts *o)
     if (!o)
         o = &def;
     if (o->period < 0 || o->windows < 0 || o->windows > MAXW || o->min_age < 0 ||
-        o->min_age > GORO_WATCHDOG_MAX_MIN_AGE)
+        o->min_age > GORO_WATCHDOG_MAX_MIN_AGE ||
+        (o->confirm_interval && o->confirm_interval < 100 * GORO_MILLISECOND))
         return -EINVAL;
     pthread_mutex_lock(&wd.lock);
     wd.env_read = true; /* explicit configuration wins over the environment */
@@ -291,6 +322,9 @@ static void describe(wfam *f, int64_t now, double growth)
         n += (size_t)snprintf(chain + n, sizeof chain - n, "%s%s (%s:%d)", i ? " <- " : "",
                               s->created[i].func, goro__short_file(s->created[i].file),
                               s->created[i].line);
+    free(f->chain);
+    f->chain = strdup(s->ncreated ? chain : "?");
+    s->state = goro__leakscan_supported(NULL) ? GORO_LEAK_SUSPECTED : GORO_LEAK_UNVERIFIED;
     if (f->nlines > 1)
         snprintf(lines, sizeof lines, " (and %u other creation site%s in %s)", f->nlines - 1,
                  f->nlines > 2 ? "s" : "", f->func);
@@ -441,6 +475,22 @@ static void count(int64_t now)
     }
 }
 
+/* Locked. Does f wait for a scan's verdict? */
+static bool wants_verdict(const wfam *f, int64_t now)
+{
+    if (!f->reported)
+        return false;
+    if (!f->count)
+        return false; /* no members now (a suspect of an earlier run) */
+    if (f->sus.state == GORO_LEAK_SUSPECTED)
+        return true;
+    return f->sus.state == GORO_LEAK_REACHABLE && f->count > f->settled_count &&
+           now - f->sus.settled_at >= RECHECK;
+}
+
+/* Pass's result: whether to ask for a scan, and the interval. */
+static bool want_scan;
+
 static void pass(int64_t now)
 {
     pthread_mutex_lock(&wd.lock);
@@ -493,11 +543,16 @@ static void pass(int64_t now)
         else if (f->sus.message)
             fprintf(stderr, "%s\n", f->sus.message);
     }
+    want_scan = false;
+    if (!wd.opts.no_confirm && goro__leakscan_supported(NULL))
+        for (wfam *f = wd.fams; f && !want_scan; f = f->next)
+            want_scan = wants_verdict(f, now);
     pthread_mutex_unlock(&wd.lock);
 }
 
 void goro__watchdog_start(void)
 {
+    goro__confirm_allow();
     pthread_mutex_lock(&wd.lock);
     read_env_locked();
     set_census_locked();
@@ -517,7 +572,148 @@ void goro__watchdog_tick(int64_t now)
     pthread_mutex_lock(&wd.lock);
     /* Keep the counting under ~2% of one CPU (reports are not timed). */
     wd.next_pass = now + (wd.last_cost * 50 > period ? wd.last_cost * 50 : period);
+    bool kick = want_scan;
+    int64_t interval = opt_confirm_interval();
     pthread_mutex_unlock(&wd.lock);
+    if (kick)
+        goro__confirm_kick(interval);
+}
+
+/* ---- the second tier: a scan's verdict ----------------------------------- */
+
+typedef struct pending {
+    wfam *f;
+    size_t judged, leaked;
+} pending;
+
+typedef struct pkey {
+    uint32_t p; /* index into the pending families */
+    goro__census_key k;
+} pkey;
+
+static bool id_in(const uint64_t *v, size_t n, uint64_t id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] == id)
+            return true;
+        if (v[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Locked. Build f's verdict line and tell the user. */
+static void announce(wfam *f, const goro__scan_result *r)
+{
+    goro_leak_suspect *s = &f->sus;
+    char pause[32], total[32];
+    goro__fmt_duration(pause, sizeof pause, r->pause_ns);
+    goro__fmt_duration(total, sizeof total, r->total_ns);
+    char *msg = NULL;
+    int rc;
+    if (s->state == GORO_LEAK_CONFIRMED)
+        rc = asprintf(&msg,
+                      "goro: confirmed goroutine leak: %zu of %zu goroutines created at %s "
+                      "blocked in %s at %s:%d (in %s) are unreachable: nothing can wake them "
+                      "(reachability scan: %s, world stopped %s)",
+                      s->unreachable, s->judged, f->chain ? f->chain : "?", s->reason,
+                      goro__short_file(s->wait_site.file), s->wait_site.line,
+                      s->wait_site.func, total, pause);
+    else
+        rc = asprintf(&msg,
+                      "goro: leak suspect still reachable: the %zu goroutines created at %s "
+                      "blocked in %s at %s:%d (in %s) wait on objects that live memory still "
+                      "reaches (reachability scan: %s, world stopped %s); watching",
+                      s->judged, f->chain ? f->chain : "?", s->reason,
+                      goro__short_file(s->wait_site.file), s->wait_site.line,
+                      s->wait_site.func, total, pause);
+    free((void *)s->verdict);
+    s->verdict = rc < 0 ? NULL : msg;
+    if (wd.opts.on_verdict)
+        wd.opts.on_verdict(s, wd.opts.arg);
+    else if (!wd.opts.on_suspect && s->verdict)
+        fprintf(stderr, "%s\n", s->verdict);
+}
+
+void goro__watchdog_settle(int rc, const goro__scan_result *r, int64_t t_start)
+{
+    if (rc != 0 || r->incomplete)
+        return; /* no verdict: the next pass asks again */
+    /* The waiting families and the keys of their groups. */
+    pthread_mutex_lock(&wd.lock);
+    size_t np = 0, nk = 0;
+    for (wfam *f = wd.fams; f; f = f->next)
+        np += wants_verdict(f, t_start);
+    for (uint32_t i = 1; i <= wd.ngfam; i++)
+        nk += wd.gfam[i] && wants_verdict(wd.gfam[i], t_start);
+    pending *pv = np ? calloc(np, sizeof *pv) : NULL;
+    pkey *kv = nk ? calloc(nk, sizeof *kv) : NULL;
+    if (!pv || !kv) {
+        pthread_mutex_unlock(&wd.lock);
+        free(pv);
+        free(kv);
+        return;
+    }
+    np = 0;
+    for (wfam *f = wd.fams; f; f = f->next)
+        if (wants_verdict(f, t_start))
+            pv[np++].f = f;
+    nk = 0;
+    for (uint32_t i = 1; i <= wd.ngfam; i++) {
+        if (!wd.gfam[i] || !wants_verdict(wd.gfam[i], t_start))
+            continue;
+        for (uint32_t j = 0; j < np; j++)
+            if (pv[j].f == wd.gfam[i])
+                kv[nk].p = j;
+        goro__census_key_of(i, &kv[nk++].k);
+    }
+    pthread_mutex_unlock(&wd.lock);
+
+    /* One registry walk: members parked before the scan began (minus the
+     * park stamp's coarseness) and still parked were judged by it. */
+    uint32_t lim = goro__reg_limit();
+    for (uint32_t i = 0; i < lim; i++) {
+        goro__gpeek p;
+        if (!goro__gpeek_take(i, &p) || !p.wait_since || p.wait_since > t_start - SETTLE_MARGIN)
+            continue;
+        for (size_t k = 0; k < nk; k++)
+            if (member_of(&p, &kv[k].k)) {
+                pv[kv[k].p].judged++;
+                pv[kv[k].p].leaked += id_in(r->leaked, r->nleaked, p.id);
+                break;
+            }
+    }
+
+    pthread_mutex_lock(&wd.lock);
+    for (size_t j = 0; j < np; j++) {
+        wfam *f = pv[j].f;
+        if (!f->reported || !pv[j].judged)
+            continue;
+        goro_leak_state st = pv[j].leaked ? GORO_LEAK_CONFIRMED : GORO_LEAK_REACHABLE;
+        bool news = st != f->sus.state;
+        f->sus.state = st;
+        f->sus.judged = pv[j].judged;
+        f->sus.unreachable = pv[j].leaked;
+        f->sus.settled_at = t_start;
+        f->settled_count = f->count;
+        if (news)
+            announce(f, r);
+    }
+    pthread_mutex_unlock(&wd.lock);
+    free(pv);
+    free(kv);
+}
+
+void goro__watchdog_stop(void) { goro__confirm_stop(); }
+
+const char *goro__leak_state_str(unsigned state)
+{
+    static const char *const names[] = {"suspected", "confirmed", "reachable", "unverified"};
+    return state < 4 ? names[state] : "?";
 }
 
 /* Forget the families of a finished run (the goroutines are gone; the
@@ -539,6 +735,7 @@ void goro__watchdog_reset(void)
         *pp = f->next;
         free(f->func);
         free(f->file);
+        free(f->chain);
         free(f);
     }
     free(wd.gfam);
@@ -569,6 +766,7 @@ int goro_watchdog_suspects(goro_leak_suspect **out, size_t *n)
         if (f->reported) {
             v[j] = f->sus;
             v[j].message = f->sus.message ? strdup(f->sus.message) : NULL;
+            v[j].verdict = f->sus.verdict ? strdup(f->sus.verdict) : NULL;
             j++;
         }
     pthread_mutex_unlock(&wd.lock);
@@ -586,7 +784,9 @@ int goro_watchdog_suspects(goro_leak_suspect **out, size_t *n)
 
 void goro_watchdog_suspects_free(goro_leak_suspect *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free((void *)s[i].message);
+        free((void *)s[i].verdict);
+    }
     free(s);
 }

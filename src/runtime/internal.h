@@ -110,6 +110,12 @@ int64_t goro__nanotime(void);
  * parking goroutines stamp as their wait start, so parking does not pay for
  * a clock read. Updated by sysmon and by threads waking from sleep. */
 extern _Atomic int64_t goro__coarse_now;
+
+/* Threads of goro's own besides the Ms and sysmon (the watchdog's
+ * confirmation thread): counted up before such a thread is created and
+ * down after it is joined, so that the deadlock check (sched.c) does not
+ * take them for the program's threads. */
+extern _Atomic int goro__aux_threads;
 /* &errno of the calling thread, through a call the compiler cannot fold
  * (see net.c): for code that reads errno after a goroutine switch. */
 int *goro__errno_location(void);

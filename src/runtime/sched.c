@@ -1046,14 +1046,17 @@ static long process_threads(void)
  * library's) may still wake a goroutine (goro_chan_trysend,
  * goro_waitgroup_done, ... are allowed from any thread), so "every
  * goroutine is blocked" is not a deadlock while one exists. The runtime's
- * own threads: every M ever started (they never exit before shutdown) and
- * sysmon; ThreadSanitizer adds one background thread of its own. */
+ * own threads: every M ever started (they never exit before shutdown),
+ * sysmon and goro__aux_threads; ThreadSanitizer adds one background
+ * thread of its own. */
+_Atomic int goro__aux_threads;
+
 static bool foreign_threads_exist(void)
 {
     long n = process_threads();
     if (n < 0)
         return false; /* cannot tell: keep Go's behaviour */
-    long own = (long)S.mcount + 1 + (GORO__TSAN ? 1 : 0);
+    long own = (long)S.mcount + 1 + (GORO__TSAN ? 1 : 0) + atomic_load(&goro__aux_threads);
     return n > own;
 }
 
@@ -1340,6 +1343,7 @@ static int configure(const goro_options *opts)
 
 static void teardown(void)
 {
+    goro__watchdog_stop();
     goro__sysmon_stop();
     goro__watchdog_reset();
     goro__census_reset();

@@ -1624,14 +1624,60 @@ static bool neg_load_stop(wdn_state *s)
     return atomic_load(&s->finished) == atomic_load(&s->started);
 }
 
+/* The watchdog's configuration of wd_configure with another min_age. */
+static int wd_set_min_age(int64_t min_age)
+{
+    goro_watchdog_opts wo = {
+        .period = WD_PERIOD,
+        .windows = 3,
+        .min_age = min_age,
+        .min_count = WD_MIN_COUNT,
+        .on_suspect = wd_on_suspect,
+        .on_verdict = wd_on_verdict,
+    };
+    return goro_watchdog_configure(&wo);
+}
+
+/* Goroutines parked in a receive, counted from a leak-check report (no
+ * retries: a snapshot of the moment). */
+static size_t count_receivers(void)
+{
+    goro_leak_report *r = NULL;
+    size_t n = 0;
+    if (goro_leak_find(&(goro_leak_opts){.retries = -1}, &r) == 0 && r) {
+        for (size_t i = 0; i < r->count; i++)
+            n += r->goroutines[i].blocked && !strcmp(r->goroutines[i].state, "chan receive");
+        goro_leak_report_free(r);
+    }
+    return n;
+}
+
 static void wdn_main(void *arg)
 {
     wdn_state *s = arg;
     long exited0 = atomic_load(&story_exited);
     s->total_before = goro_watchdog_reports_total();
     s->control_func = neg_control_func(s->kind);
+    /* The load's start-up (spawning thousands of workers takes long under
+     * the sanitizers and chaos) is not what these tests judge: a group
+     * that grows while its first members already wait min_age is a leak
+     * to the first tier. So no member can be aged while the load starts
+     * (min_age at its maximum), and the moving pools are judged only once
+     * every worker is parked. */
+    s->rc_load = wd_set_min_age(GORO_WATCHDOG_MAX_MIN_AGE);
+    if (s->rc_load == 0)
+        s->rc_load = neg_load_start(s);
+    if (s->rc_load == 0 && s->kind == NEG_MOVING) {
+        int64_t end = goro_now() + gt_slow(20 * GORO_SECOND);
+        while (count_receivers() < (size_t)MOVING_POOLS * MOVING_WORKERS && goro_now() < end)
+            goro_sleep(10 * MS);
+        if (count_receivers() < (size_t)MOVING_POOLS * MOVING_WORKERS)
+            s->rc_load = -ETIMEDOUT;
+    }
+    if (s->rc_load == 0)
+        s->rc_load = wd_set_min_age(300 * MS);
     s->t_start = goro_now();
-    if ((s->rc_load = neg_load_start(s)) == 0) {
+    if (s->rc_load == 0) {
         int64_t hard_end = s->t_start + gt_slow(4 * GORO_SECOND), stop_at = INT64_MAX;
         /* At least 1.5 s of load (15 periods); past the control's report,
          * 6 more periods. */
@@ -1986,9 +2032,12 @@ typedef struct hidden_keep {
     size_t n;
 } hidden_keep;
 
+static atomic_int hidden_make_line;
+
 NOINLINE static int run_async_hidden(hidden_keep *k, int *line)
 {
     goro_chan *ch;
+    atomic_store(&hidden_make_line, __LINE__ + 1);
     int rc = goro_chan_make(&ch, sizeof(int), 0);
     if (rc)
         return rc;
@@ -2014,6 +2063,8 @@ typedef struct wdv_state {
     bool reported, settled, released, cleaned;
     goro_leak_suspect sh, sk; /* the suspects as listed (strings dropped) */
     bool have_h, have_k;
+    bool h_chan_ok; /* the hidden one names its channel (where it was
+                       made), capacity 0, and the unbuffered hint */
 } wdv_state;
 
 /* Look the two suspects up in goro_watchdog_suspects. */
@@ -2033,6 +2084,11 @@ static void wdv_lookup(wdv_state *s)
         memset(&c.wait_site, 0, sizeof c.wait_site);
         memset(c.created, 0, sizeof c.created);
         if (!strcmp(v[i].created[0].func, "run_async_hidden")) {
+            s->h_chan_ok = v[i].on_chan && v[i].chan_cap == 0 &&
+                           !strcmp(v[i].chan_made.func, "run_async_hidden") &&
+                           v[i].chan_made.line == atomic_load(&hidden_make_line) && v[i].hint &&
+                           strstr(v[i].hint, "unbuffered send");
+            memset(&c.chan_made, 0, sizeof c.chan_made);
             s->sh = c;
             s->have_h = true;
         } else if (!strcmp(v[i].created[0].func, "run_async_kept")) {
@@ -2120,6 +2176,9 @@ static void test_watchdog_verdicts(void **st)
     assert_true_msg(s->sh.unreachable * 2 >= s->sh.judged, "only %zu of %zu unreachable",
                     s->sh.unreachable, s->sh.judged);
     assert_true(s->sh.settled_at > 0);
+    assert_true_msg(s->h_chan_ok, "the confirmed suspect does not name its channel right");
+    /* Its channels (one block each) are memory only the leaked reach. */
+    assert_true(s->sh.retained_bytes > 0);
     /* Kept channels: reachable, none called leaked. */
     assert_int_equal(s->sk.state, GORO_LEAK_REACHABLE);
     assert_true(s->sk.judged > 0);

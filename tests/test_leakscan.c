@@ -1787,10 +1787,126 @@ static int child_restart(void)
     return 0;
 }
 
+/* ---- what a report says a leaked goroutine holds --------------------------- */
+
+/* Three goroutines: one blocked on an unbuffered send holding a 200000-byte
+ * block only it reaches (retained), one blocked on a full buffered channel
+ * (capacity 2, 2 buffered), and a live one (channel and block in globals).
+ * The child prints, per reported goroutine, what the report says. */
+#define RET_BLOB 200000
+static goro_chan *ret_live_ch;
+static void *ret_live_blob;
+static atomic_int ret_line_unbuf, ret_line_full, ret_ready;
+
+typedef struct ret_arg {
+    uintptr_t ch;   /* hidden: only the goroutine's stack holds it plainly */
+    uintptr_t blob;
+} ret_arg;
+
+NOINLINE static void ret_holder(void *arg)
+{
+    ret_arg *a = arg;
+    goro_chan *ch = unhide(a->ch);
+    char *volatile blob = unhide(a->blob);
+    free(a);
+    blob[0] = 1;
+    int v = 7;
+    atomic_fetch_add(&ret_ready, 1);
+    goro_chan_send(ch, &v); /* nobody receives */
+    blob[1] = 2;
+    __asm__ volatile("" ::: "memory");
+}
+
+NOINLINE static void ret_full_sender(void *arg)
+{
+    goro_chan *ch = unhide((uintptr_t)arg);
+    int v = 1;
+    goro_chan_send(ch, &v);
+    goro_chan_send(ch, &v);
+    atomic_fetch_add(&ret_ready, 1);
+    goro_chan_send(ch, &v); /* the buffer is full: blocks */
+    __asm__ volatile("" ::: "memory");
+}
+
+NOINLINE static void ret_live(void *arg)
+{
+    (void)arg;
+    int v = 3;
+    atomic_fetch_add(&ret_ready, 1);
+    goro_chan_send(ret_live_ch, &v); /* a global: reachable */
+}
+
+NOINLINE static void ret_spawn(void)
+{
+    goro_chan *ch;
+    ret_arg *a = malloc(sizeof *a);
+    atomic_store(&ret_line_unbuf, __LINE__ + 1);
+    if (!a || goro_chan_make(&ch, sizeof(int), 0) != 0)
+        return;
+    a->ch = hide(ch);
+    a->blob = hide(calloc(1, RET_BLOB));
+    goro_go_named(ret_holder, a, "unbuf");
+    goro_chan *full;
+    atomic_store(&ret_line_full, __LINE__ + 1);
+    if (goro_chan_make(&full, sizeof(int), 2) != 0)
+        return;
+    goro_go_named(ret_full_sender, (void *)hide(full), "full");
+    if (goro_chan_make(&ret_live_ch, sizeof(int), 0) == 0) {
+        ret_live_blob = calloc(1, RET_BLOB);
+        goro_go_named(ret_live, NULL, "live");
+    }
+}
+
+static void ret_main(void *arg)
+{
+    (void)arg;
+    ret_spawn();
+    while (atomic_load(&ret_ready) < 3 || goro_num_goroutines() < 4)
+        goro_sleep(GORO_MILLISECOND);
+    goro_sleep(20 * GORO_MILLISECOND); /* let the three park (the scan retries anyway) */
+    goro_leak_report *rep = NULL;
+    goro_leak_scan_stats st;
+    int rc;
+    for (int i = 0; i < 20 && (rc = goro_leak_scan(&rep, &st)) == -EAGAIN; i++)
+        goro_sleep(10 * GORO_MILLISECOND);
+    printf("retscan %d %zu lines %d %d\n", rc, rep ? rep->count : 0, atomic_load(&ret_line_unbuf),
+           atomic_load(&ret_line_full));
+    for (size_t i = 0; rep && i < rep->count; i++) {
+        const goro_goroutine_info *g = &rep->goroutines[i];
+        printf("ret %s %llu %d %zu %zu %u %s %d %llu |%s|\n", g->name ? g->name : "-",
+               (unsigned long long)g->retained_bytes, (int)g->on_chan, g->chan_cap, g->chan_len,
+               g->chan_refs, g->on_chan ? g->chan_made.func : "-",
+               g->on_chan ? g->chan_made.line : 0, (unsigned long long)g->stack_bytes,
+               g->hint ? g->hint : "-");
+    }
+    if (rep)
+        printf("retmsg %d %d\n", strstr(rep->message, "waits on: channel made at ret_spawn") != NULL,
+               strstr(rep->message, "hint: an unbuffered send") != NULL);
+    goro_leak_report_free(rep);
+    /* The leak profile's summary lines (debug=1), through a pipe. */
+    int pfd[2];
+    char buf[16384] = "";
+    if (pipe(pfd) == 0) {
+        int prc = goro_write_profile("goroutineleak", 1, pfd[1]);
+        close(pfd[1]);
+        ssize_t got = read(pfd[0], buf, sizeof buf - 1);
+        buf[got > 0 ? got : 0] = 0;
+        close(pfd[0]);
+        const char *l = strstr(buf, "# leaked: 1 goroutine created by ret_spawn");
+        printf("retprof %d %d %d\n", prc, l != NULL,
+               l && strstr(l, "on channels made at ret_spawn") && strstr(l, "heap only they reach"));
+    }
+    fflush(stdout);
+}
+
 static int child_main(const char *scenario)
 {
     if (strcmp(scenario, "restart") == 0)
         return child_restart();
+    if (strcmp(scenario, "retained") == 0) {
+        goro_options o = gt_opts(2);
+        return gt_run("leak scan: what leaked goroutines hold", ret_main, NULL, &o, 60) ? 4 : 0;
+    }
     if (strncmp(scenario, "case:", 5) != 0)
         return 3;
     const kase *k = find_case(scenario + 5);
@@ -1975,6 +2091,66 @@ static void run_case(const char *id)
     }
     if (nf)
         fail_msg("case %s (%s):\n%s", k->id, k->what, fails);
+}
+
+static void test_report_holdings(void **st)
+{
+    (void)st;
+    if (GT_SANITIZED) {
+        sanitizer_note();
+        skip();
+    }
+    gt_child c;
+    bool ok = run_child("retained", &c);
+    if (!ok)
+        gt_child_print(&c, "retained");
+    assert_true(ok);
+    int rc = 1, lu = 0, lf = 0;
+    size_t n = 0;
+    const char *p = strstr(c.out, "retscan ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "retscan %d %zu lines %d %d", &rc, &n, &lu, &lf), 4);
+    assert_rc(rc, 0);
+    if (n != 2)
+        gt_child_print(&c, "retained");
+    assert_int_equal(n, 2); /* unbuf and full; never live */
+    bool seen_u = false, seen_f = false;
+    for (p = strstr(c.out, "\nret "); p; p = strstr(p + 1, "\nret ")) {
+        char name[32], func[64], hint[400];
+        unsigned long long ret, sb;
+        int on, line;
+        size_t cap, len;
+        unsigned refs;
+        assert_int_equal(sscanf(p + 1, "ret %31s %llu %d %zu %zu %u %63s %d %llu |%399[^|]|", name,
+                                &ret, &on, &cap, &len, &refs, func, &line, &sb, hint),
+                         10);
+        assert_true(on);
+        assert_string_equal(func, "ret_spawn");
+        assert_true(sb >= 4096);
+        if (!strcmp(name, "unbuf")) {
+            seen_u = true;
+            assert_true_msg(ret >= RET_BLOB, "retained %llu < %d", ret, RET_BLOB);
+            assert_int_equal(cap, 0);
+            assert_int_equal(len, 0);
+            assert_int_equal(line, lu);
+            assert_int_equal(refs, 1);
+            assert_non_null(strstr(hint, "unbuffered send"));
+        } else {
+            assert_string_equal(name, "full");
+            seen_f = true;
+            assert_true_msg(ret < RET_BLOB, "retained %llu: the live blob counted", ret);
+            assert_int_equal(cap, 2);
+            assert_int_equal(len, 2);
+            assert_int_equal(line, lf);
+            assert_non_null(strstr(hint, "full channel"));
+        }
+    }
+    assert_true(seen_u && seen_f);
+    assert_non_null(strstr(c.out, "retmsg 1 1"));
+    if (!strstr(c.out, "retprof 0 1 1"))
+        gt_child_print(&c, "retained");
+    assert_non_null(strstr(c.out, "retprof 0 1 1"));
+    gt_child_free(&c);
 }
 
 static void test_case_story(void **st) { (void)st; run_case("1"); }
@@ -2665,6 +2841,7 @@ int main(void)
         cmocka_unit_test(test_scan_api),
         cmocka_unit_test(test_foreign_threads_undisturbed),
         cmocka_unit_test(test_case_story),
+        cmocka_unit_test(test_report_holdings),
         cmocka_unit_test(test_case_global_heap),
         cmocka_unit_test(test_case_chained),
         cmocka_unit_test(test_case_chain_global),

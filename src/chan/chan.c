@@ -38,6 +38,7 @@ int goro_chan_make(goro_chan **out, size_t elem_size, size_t cap)
     atomic_init(&c->refs, 1);
     c->elem_size = (uint16_t)elem_size;
     c->cap = (uint32_t)cap;
+    c->made_at = (uintptr_t)__builtin_return_address(0);
     *out = c;
     return 0;
 }

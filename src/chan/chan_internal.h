@@ -43,6 +43,7 @@ struct goro_chan {
     uint32_t cap;
     _Atomic uint32_t count;
     uint32_t recvx; /* index of the oldest buffered element */
+    uintptr_t made_at; /* return address of goro_chan_make (leak reports) */
     goro__waitq recvq;
     goro__waitq sendq;
     _Alignas(8) unsigned char buf[];

@@ -29,11 +29,13 @@ int goro__goinfo_from_snap(goro__symcache *c, const goro__gsnap *s, int64_t now,
     memset(info, 0, sizeof *info);
     info->id = s->id;
     info->parent_id = s->info.parent_id;
+    info->stack_bytes = s->stack_bytes;
     info->name = s->name[0] ? strdup(s->name) : NULL;
     switch (s->state) {
     case GORO__G_WAITING:
         info->state = goro__wait_reason_str(s->wait_reason);
         info->blocked = true;
+        info->hint = goro__leak_hint(s->wait_reason, false, 0);
         info->wait_ns = s->wait_since && now > s->wait_since ? now - s->wait_since : 0;
         break;
     case GORO__G_RUNNABLE:
@@ -162,4 +164,56 @@ void goro__fmt_duration(char *buf, size_t len, int64_t ns)
     else
         snprintf(buf, len, "%lldh%lldm", (long long)(ns / (3600 * GORO_SECOND)),
                  (long long)(ns % (3600 * GORO_SECOND) / (60 * GORO_SECOND)));
+}
+
+const char *goro__leak_hint(unsigned reason, bool on_chan, size_t cap)
+{
+    switch (reason) {
+    case GORO__WAIT_CHAN_SEND:
+        if (on_chan && cap == 0)
+            return "an unbuffered send nobody receives: give the channel capacity 1 (for a "
+                   "single result) so the sender can finish, or receive it";
+        if (on_chan)
+            return "a send on a full channel nobody receives from: receive the values, or make "
+                   "the sender give up when the receiver is gone (select on a done channel or a "
+                   "context)";
+        return "a send nobody receives: receive it, or give the channel room for the value "
+               "(capacity 1 for a single result) so the sender can finish";
+    case GORO__WAIT_CHAN_RECV:
+        return "a receive on a channel nobody sends on or closes: close it when the producer "
+               "is done, or also wait on a done channel or a context";
+    case GORO__WAIT_SELECT:
+        return "a select none of whose cases can proceed: add a case on a done channel or a "
+               "context that is cancelled when the work is abandoned";
+    case GORO__WAIT_SELECT_NO_CASES:
+        return "a select with no cases (or only NULL channels) blocks forever";
+    case GORO__WAIT_MUTEX:
+    case GORO__WAIT_RWMUTEX_RLOCK:
+    case GORO__WAIT_RWMUTEX_LOCK:
+        return "a lock never released: its holder is itself blocked or leaked, or an unlock "
+               "is skipped on some path";
+    case GORO__WAIT_WAITGROUP:
+        return "WaitGroup.Wait with more Add than Done: every Add needs a Done on every path";
+    case GORO__WAIT_COND:
+        return "Cond.Wait nobody signals: Signal or Broadcast after changing the condition";
+    case GORO__WAIT_ONCE:
+        return "Once.Do waiting for an initialization that never returns";
+    case GORO__WAIT_CTX:
+        return "a wait on a context nobody cancels: call the cancel function of every "
+               "context you create, also on the early-return paths";
+    default:
+        return NULL;
+    }
+}
+
+void goro__fmt_bytes(char *buf, size_t len, uint64_t b)
+{
+    if (b < 1024)
+        snprintf(buf, len, "%llu B", (unsigned long long)b);
+    else if (b < (1u << 20))
+        snprintf(buf, len, "%.1f KiB", (double)b / 1024);
+    else if (b < (1ull << 30))
+        snprintf(buf, len, "%.1f MiB", (double)b / (1 << 20));
+    else
+        snprintf(buf, len, "%.1f GiB", (double)b / (1ull << 30));
 }

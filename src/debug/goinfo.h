@@ -25,6 +25,15 @@ const goro_frame *goro__goinfo_top(const goro_goroutine_info *info);
  * it, else as compiled. */
 const char *goro__short_file(const char *file);
 
+/* The usual cause of a goroutine blocked for good for this wait reason,
+ * and the fix (a static string, or NULL). When the wait is on a channel
+ * whose capacity is known (on_chan), the send hint tells the story's
+ * unbuffered send from a send on a full buffer. A hint, not a diagnosis. */
+const char *goro__leak_hint(unsigned reason, bool on_chan, size_t cap);
+
+/* "512 B", "4.0 KiB", "5.3 MiB", "1.2 GiB" into buf. */
+void goro__fmt_bytes(char *buf, size_t len, uint64_t bytes);
+
 /* "3s", "250ms", "4m", "1h2m" into buf. */
 void goro__fmt_duration(char *buf, size_t len, int64_t ns);
 

@@ -264,7 +264,7 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
     }
 }
 
-static void describe(sbuf *b, const goro_goroutine_info *g)
+static void describe(sbuf *b, const goro_goroutine_info *g, bool scan)
 {
     char dur[32] = "";
     if (g->blocked && g->wait_ns >= GORO_SECOND) {
@@ -296,6 +296,20 @@ static void describe(sbuf *b, const goro_goroutine_info *g)
                       goro__short_file(g->stack[i].file), g->stack[i].line);
         sb_printf(b, "\n");
     }
+    char sb[32], hb[32];
+    goro__fmt_bytes(sb, sizeof sb, g->stack_bytes);
+    goro__fmt_bytes(hb, sizeof hb, g->retained_bytes);
+    if (scan)
+        sb_printf(b, "    holds: stack %s, heap %s that only leaked goroutines reach\n", sb, hb);
+    else
+        sb_printf(b, "    holds: stack %s\n", sb);
+    if (g->on_chan)
+        sb_printf(b, "    waits on: channel made at %s (%s:%d), capacity %zu, %zu buffered, "
+                     "%u reference%s (none from live memory)\n",
+                  g->chan_made.func, goro__short_file(g->chan_made.file), g->chan_made.line,
+                  g->chan_cap, g->chan_len, g->chan_refs, g->chan_refs == 1 ? "" : "s");
+    if (g->hint)
+        sb_printf(b, "    hint: %s\n", g->hint);
 }
 
 GORO__NOINLINE static int leak_find(const goro_leak_opts *opts, goro_leak_report **report)
@@ -332,7 +346,7 @@ GORO__NOINLINE static int leak_find(const goro_leak_opts *opts, goro_leak_report
         if (r) {
             sb_printf(&b, "goro: found %zu unexpected goroutine%s\n", f.n, f.n == 1 ? "" : "s");
             for (size_t i = 0; i < f.n; i++)
-                describe(&b, &f.v[i]);
+                describe(&b, &f.v[i], false);
         }
         if (!r || b.oom) {
             free(b.p);
@@ -431,14 +445,37 @@ GORO__NOINLINE static int leak_scan(goro_leak_report **report, goro_leak_scan_st
                 if (!goro__gsnap_take(i, s) ||
                     !bsearch(&s->id, r.leaked, r.nleaked, sizeof s->id, cmp_u64))
                     continue;
-                if (n < r.nleaked)
-                    rc = goro__goinfo_from_snap(c, s, now, &v[n++]);
+                if (n >= r.nleaked || (rc = goro__goinfo_from_snap(c, s, now, &v[n])))
+                    continue;
+                /* What the scan found: retained bytes, its channel. */
+                goro_goroutine_info *gi = &v[n++];
+                const goro__scan_leak *li = NULL;
+                for (size_t lo = 0, hi = r.nleaked; lo < hi && !li;) {
+                    size_t mid = lo + (hi - lo) / 2;
+                    if (r.info[mid].id == gi->id)
+                        li = &r.info[mid];
+                    else if (r.info[mid].id < gi->id)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                if (!li)
+                    continue;
+                gi->retained_bytes = li->retained;
+                if (li->chan_made_at) {
+                    gi->on_chan = true;
+                    goro__frame_of(c, li->chan_made_at, false, &gi->chan_made);
+                    gi->chan_cap = li->chan_cap;
+                    gi->chan_len = li->chan_count;
+                    gi->chan_refs = li->chan_refs;
+                    gi->hint = goro__leak_hint(s->wait_reason, true, li->chan_cap);
+                }
             }
             sb_printf(&b, "goro: %zu goroutine%s leaked (blocked forever: nothing live can reach "
                           "what %s waiting on)\n",
                       n, n == 1 ? "" : "s", n == 1 ? "it is" : "they are");
             for (size_t i = 0; i < n; i++)
-                describe(&b, &v[i]);
+                describe(&b, &v[i], true);
             if (b.oom)
                 rc = -ENOMEM;
             out->count = n;

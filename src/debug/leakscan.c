@@ -64,7 +64,12 @@
  *  6. Fixed point: a candidate with a marked object becomes a root; its
  *     stack is scanned, and the blocks it reaches; repeat. Candidates left
  *     are leaked.
- *  7. Restart the world; symbolize afterwards.
+ *  7. Retained memory (world still stopped, verdict kept): mark from each
+ *     leaked goroutine's stack in turn; the heap bytes newly marked are
+ *     what only the leaked goroutines hold (a block several of them reach
+ *     counts for the first); with each leaked goroutine's channel (creation
+ *     site, capacity, buffered count, references) for the reports.
+ *  8. Restart the world; symbolize afterwards.
  *
  * Failure modes (documented in README): a stale copy of a pointer in dead
  * stack slots, registers or glibc fastbin chunks (free, but indistinguish-
@@ -454,6 +459,8 @@ typedef struct cand {
     goro__g *g;
     uint64_t id;
     uint8_t root;        /* became a root */
+    uint8_t leaked;      /* the verdict, kept before the retained pass */
+    goro__scan_leak info; /* leaked only: retained bytes, its channel */
     uint32_t nobj;
     uint32_t objs[MAX_OBJ_PER_G]; /* object indices */
 } cand;
@@ -1300,6 +1307,38 @@ static int scan_run(goro__g *self_g, uintptr_t fp, uintptr_t own_lo, uintptr_t o
                 goro__heapmap_each_marked(&s.hm, rescan_block, &s);
             }
             res->heap_bytes = s.heap_scanned;
+            /* ---- retained memory: what only the leaked goroutines reach ----
+             * The verdict is final here (kept in `leaked`); then each leaked
+             * goroutine's stack is marked from in turn, and the heap bytes
+             * that become newly marked are what it alone holds (a block two
+             * leaked goroutines reach counts for the first of them). This
+             * marking also flags candidates and objects; nothing after it
+             * reads them. A mark-stack overflow undercounts (never more). */
+            for (size_t i = 0; i < s.ncands; i++)
+                s.cands[i].leaked = !s.cands[i].root;
+            for (size_t i = 0; i < s.ncands; i++) {
+                cand *c = &s.cands[i];
+                if (!c->leaked)
+                    continue;
+                uint64_t before = s.heap_scanned;
+                scan_range(&s, (uintptr_t)c->g->sp, c->g->stack_hi);
+                mark_owned(&s, c->g);
+                drain(&s);
+                s.nwork = 0;
+                s.overflow = false;
+                c->info.retained = s.heap_scanned - before;
+                /* Its first object, when that is a channel (stable: the
+                 * goroutine can never be woken, its waiter keeps the
+                 * channel alive). */
+                goro__waiter *w = &c->g->waiting[0];
+                if (c->g->nwaiting > 0 && w->drop == goro__chan_waiter_drop && w->obj) {
+                    const goro_chan *ch = w->obj;
+                    c->info.chan_made_at = ch->made_at;
+                    c->info.chan_cap = ch->cap;
+                    c->info.chan_count = atomic_load_explicit(&ch->count, memory_order_relaxed);
+                    c->info.chan_refs = atomic_load_explicit(&ch->refs, memory_order_relaxed);
+                }
+            }
         }
         res->root_bytes = s.scanned;
         res->nblocked = s.ncands;
@@ -1323,13 +1362,25 @@ static int scan_run(goro__g *self_g, uintptr_t fp, uintptr_t own_lo, uintptr_t o
     if (!res->incomplete) {
         size_t n = 0;
         for (size_t i = 0; i < s.ncands; i++)
-            n += !s.cands[i].root;
+            n += s.cands[i].leaked;
         res->leaked = n ? malloc(n * sizeof *res->leaked) : NULL;
-        for (size_t i = 0; i < s.ncands && res->leaked; i++)
-            if (!s.cands[i].root)
-                res->leaked[res->nleaked++] = s.cands[i].id;
+        res->info = n ? malloc(n * sizeof *res->info) : NULL;
+        if (n && (!res->leaked || !res->info)) {
+            free(res->leaked);
+            free(res->info);
+            res->leaked = NULL;
+            res->info = NULL;
+            res->incomplete = "out of memory for the result";
+        }
+        for (size_t i = 0; i < s.ncands && res->info; i++)
+            if (s.cands[i].leaked) {
+                res->info[res->nleaked] = s.cands[i].info;
+                res->info[res->nleaked++].id = s.cands[i].id;
+            }
         if (res->nleaked)
-            qsort(res->leaked, res->nleaked, sizeof *res->leaked, cmp_id);
+            qsort(res->info, res->nleaked, sizeof *res->info, cmp_id); /* id first */
+        for (size_t i = 0; i < res->nleaked; i++)
+            res->leaked[i] = res->info[i].id;
     }
     /* A thread that entered the handler late may still be writing its
      * slot: wait for every claimed slot to be complete before unmapping. */
@@ -1374,6 +1425,8 @@ int goro__leakscan_thread(uintptr_t stack_lo, uintptr_t stack_hi, goro__scan_res
 void goro__scan_result_free(goro__scan_result *r)
 {
     free(r->leaked);
+    free(r->info);
     r->leaked = NULL;
+    r->info = NULL;
     r->nleaked = 0;
 }

@@ -7,8 +7,23 @@
 
 #include "runtime/internal.h"
 
+/* What the scan found about one leaked goroutine. */
+typedef struct goro__scan_leak {
+    uint64_t id;        /* first: sorted by id (cmp_id) */
+    /* Heap bytes reachable from its stack and from no root: reached first
+     * from it in the retained pass (a block two leaked goroutines share
+     * counts once, for the one with the lower candidate index). */
+    uint64_t retained;
+    /* The first object it waits on, when that is a channel: where
+     * goro_chan_make was called, its capacity, its buffered count and its
+     * reference count (retain/release; none of them from live memory). */
+    uintptr_t chan_made_at; /* 0: not a channel */
+    uint32_t chan_cap, chan_count, chan_refs;
+} goro__scan_leak;
+
 typedef struct goro__scan_result {
     uint64_t *leaked;   /* ids of leaked goroutines (malloc'd, sorted) */
+    goro__scan_leak *info; /* parallel to leaked (malloc'd) */
     size_t nleaked;
     size_t nblocked;    /* goroutines judged (blocked on primitives) */
     size_t ngoroutines;

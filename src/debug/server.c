@@ -322,6 +322,17 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
             append(&b, line);
             append(&b, ",\"verdict\":");
             json_str(&b, s->verdict);
+            snprintf(line, sizeof line, ",\"retained_bytes\":%" PRIu64 ",\"channel\":",
+                     s->retained_bytes);
+            append(&b, line);
+            if (s->on_chan) {
+                append(&b, "{\"made_at\":");
+                json_frame(&b, &s->chan_made);
+                snprintf(line, sizeof line, ",\"capacity\":%zu}", s->chan_cap);
+                append(&b, line);
+            } else {
+                append(&b, "null");
+            }
             append(&b, "}");
         }
         append(&b, "]}\n");

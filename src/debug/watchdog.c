@@ -161,6 +161,13 @@ int goro_watchdog_configure(const goro_watchdog_opts *o)
     wd.env_read = true; /* explicit configuration wins over the environment */
     wd.opts = *o;
     wd.next_pass = 0;
+    /* The rules judge history made under the new settings only. */
+    for (wfam *f = wd.fams; f; f = f->next) {
+        memset(f->hist, 0, sizeof f->hist);
+        memset(f->hist_aged, 0, sizeof f->hist_aged);
+        f->npass = 0;
+    }
+    memset(wd.pass_t, 0, sizeof wd.pass_t);
     set_census_locked();
     pthread_mutex_unlock(&wd.lock);
     return 0;
@@ -242,42 +249,6 @@ static void user_wait_site(const goro__census_key *k, const walk_res *wr, goro__
     free(snap);
 }
 
-/* The usual cause of a growing group blocked for this reason, and the fix
- * (the watchdog cannot see who else holds the object: a hint, not a
- * diagnosis; the reachability scan confirms). */
-static const char *pattern_hint(unsigned reason)
-{
-    switch (reason) {
-    case GORO__WAIT_CHAN_SEND:
-        return "a send nobody receives: receive it, or give the channel room for the value "
-               "(capacity 1 for a single result) so the sender can finish";
-    case GORO__WAIT_CHAN_RECV:
-        return "a receive on a channel nobody sends on or closes: close it when the producer "
-               "is done, or also wait on a done channel or a context";
-    case GORO__WAIT_SELECT:
-        return "a select none of whose cases can proceed: add a case on a done channel or a "
-               "context that is cancelled when the work is abandoned";
-    case GORO__WAIT_SELECT_NO_CASES:
-        return "a select with no cases (or only NULL channels) blocks forever";
-    case GORO__WAIT_MUTEX:
-    case GORO__WAIT_RWMUTEX_RLOCK:
-    case GORO__WAIT_RWMUTEX_LOCK:
-        return "a lock never released: its holder is itself blocked or leaked, or an unlock "
-               "is skipped on some path";
-    case GORO__WAIT_WAITGROUP:
-        return "WaitGroup.Wait with more Add than Done: every Add needs a Done on every path";
-    case GORO__WAIT_COND:
-        return "Cond.Wait nobody signals: Signal or Broadcast after changing the condition";
-    case GORO__WAIT_ONCE:
-        return "Once.Do waiting for an initialization that never returns";
-    case GORO__WAIT_CTX:
-        return "a wait on a context nobody cancels: call the cancel function of every "
-               "context you create, also on the early-return paths";
-    default:
-        return NULL;
-    }
-}
-
 /* Symbolize a new suspect and build its line (wd.lock held; sysmon). */
 static void describe(wfam *f, int64_t now, double growth)
 {
@@ -289,7 +260,7 @@ static void describe(wfam *f, int64_t now, double growth)
     walk_group(&k, &wr);
     f->oldest_since = wr.oldest_since;
     s->reason = goro__wait_reason_str(f->reason);
-    s->hint = pattern_hint(f->reason);
+    s->hint = goro__leak_hint(f->reason, false, 0);
     user_wait_site(&k, &wr, c, &s->wait_site);
     s->stack_bytes = wr.stack_bytes;
     s->ncreated = 0;
@@ -584,6 +555,9 @@ void goro__watchdog_tick(int64_t now)
 typedef struct pending {
     wfam *f;
     size_t judged, leaked;
+    uint64_t retained;      /* heap only the leaked members reach */
+    uintptr_t chan_made_at; /* a leaked member's channel, if any */
+    uint32_t chan_cap;
 } pending;
 
 typedef struct pkey {
@@ -591,38 +565,45 @@ typedef struct pkey {
     goro__census_key k;
 } pkey;
 
-static bool id_in(const uint64_t *v, size_t n, uint64_t id)
+/* The scan's record of leaked goroutine id, or NULL. */
+static const goro__scan_leak *leak_info(const goro__scan_result *r, uint64_t id)
 {
-    size_t lo = 0, hi = n;
+    size_t lo = 0, hi = r->nleaked;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (v[mid] == id)
-            return true;
-        if (v[mid] < id)
+        if (r->info[mid].id == id)
+            return &r->info[mid];
+        if (r->info[mid].id < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return false;
+    return NULL;
 }
 
 /* Locked. Build f's verdict line and tell the user. */
 static void announce(wfam *f, const goro__scan_result *r)
 {
     goro_leak_suspect *s = &f->sus;
-    char pause[32], total[32];
+    char pause[32], total[32], hb[32], chan[512] = "";
     goro__fmt_duration(pause, sizeof pause, r->pause_ns);
     goro__fmt_duration(total, sizeof total, r->total_ns);
+    goro__fmt_bytes(hb, sizeof hb, s->retained_bytes);
+    if (s->on_chan)
+        snprintf(chan, sizeof chan, "; on channels made at %s (%s:%d), capacity %zu",
+                 s->chan_made.func, goro__short_file(s->chan_made.file), s->chan_made.line,
+                 s->chan_cap);
     char *msg = NULL;
     int rc;
     if (s->state == GORO_LEAK_CONFIRMED)
         rc = asprintf(&msg,
                       "goro: confirmed goroutine leak: %zu of %zu goroutines created at %s "
-                      "blocked in %s at %s:%d (in %s) are unreachable: nothing can wake them "
-                      "(reachability scan: %s, world stopped %s)",
+                      "blocked in %s at %s:%d (in %s) are unreachable: nothing can wake them; "
+                      "heap only they reach %s%s%s%s (reachability scan: %s, world stopped %s)",
                       s->unreachable, s->judged, f->chain ? f->chain : "?", s->reason,
                       goro__short_file(s->wait_site.file), s->wait_site.line,
-                      s->wait_site.func, total, pause);
+                      s->wait_site.func, hb, chan, s->hint ? "; hint: " : "",
+                      s->hint ? s->hint : "", total, pause);
     else
         rc = asprintf(&msg,
                       "goro: leak suspect still reachable: the %zu goroutines created at %s "
@@ -682,8 +663,17 @@ void goro__watchdog_settle(int rc, const goro__scan_result *r, int64_t t_start)
             continue;
         for (size_t k = 0; k < nk; k++)
             if (member_of(&p, &kv[k].k)) {
-                pv[kv[k].p].judged++;
-                pv[kv[k].p].leaked += id_in(r->leaked, r->nleaked, p.id);
+                pending *pp = &pv[kv[k].p];
+                const goro__scan_leak *li = leak_info(r, p.id);
+                pp->judged++;
+                if (li) {
+                    pp->leaked++;
+                    pp->retained += li->retained;
+                    if (li->chan_made_at && !pp->chan_made_at) {
+                        pp->chan_made_at = li->chan_made_at;
+                        pp->chan_cap = li->chan_cap;
+                    }
+                }
                 break;
             }
     }
@@ -698,6 +688,17 @@ void goro__watchdog_settle(int rc, const goro__scan_result *r, int64_t t_start)
         f->sus.state = st;
         f->sus.judged = pv[j].judged;
         f->sus.unreachable = pv[j].leaked;
+        f->sus.retained_bytes = pv[j].retained;
+        if (pv[j].chan_made_at) {
+            if (!wd.symc)
+                wd.symc = goro__symcache_new();
+            if (wd.symc) {
+                goro__frame_of(wd.symc, pv[j].chan_made_at, false, &f->sus.chan_made);
+                f->sus.on_chan = true;
+                f->sus.chan_cap = pv[j].chan_cap;
+                f->sus.hint = goro__leak_hint(f->reason, true, pv[j].chan_cap);
+            }
+        }
         f->sus.settled_at = t_start;
         f->settled_count = f->count;
         if (news)

@@ -1167,6 +1167,14 @@ char *goro__prof_encode_text_counts(goro__prof *p)
         tw_puts(&e.tw, " profile: total ");
         tw_write(&e.tw, d, fmt_dec(d, (int64_t)total));
         tw_write(&e.tw, "\n", 1);
+        /* The profile's comments (e.g. the leak profile's summary), as
+         * "# " lines: Go's parser of this format skips them. */
+        for (size_t c = 0; c < p->ncomments && !e.tw.err; c++) {
+            const goro__pstr_ent *t = &p->strs.v[p->comments[c]];
+            tw_puts(&e.tw, "# ");
+            tw_write(&e.tw, t->s, t->len);
+            tw_write(&e.tw, "\n", 1);
+        }
         for (size_t g = 0; g < ngroups && !e.tw.err; g++) {
             tw_write(&e.tw, d, fmt_dec(d, groups[g].count));
             tw_write(&e.tw, " ", 1);

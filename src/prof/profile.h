@@ -66,7 +66,8 @@ int goro__prof_add_sample(goro__prof *p, const uintptr_t *pcs, uint32_t npc, boo
 int goro__prof_encode_proto(goro__prof *p, unsigned char **out, size_t *len);
 
 /* Legacy text for goroutine-style profiles (docs/formats.md §2):
- * "<kind> profile: total N", groups "count @ 0x.. 0x..", optional
+ * "<kind> profile: total N", the comments as "# text" lines (Go's parser
+ * skips them), groups "count @ 0x.. 0x..", optional
  * "# labels: {...}", "#\t0x..\tfunc+0x..\tfile:line" lines, aligned like
  * Go's tabwriter; groups sorted by count descending. Uses value index 0.
  * Returns a malloc'd NUL-terminated string, or NULL. */

@@ -224,7 +224,103 @@ static void created_by(goro__symcache *c, const goro__gsnap *snap, char *buf, si
 /* only != NULL (goroutineleak): just those goroutines, each sample's stack
  * followed by its creation stack (so that pprof's views reach the spawner,
  * run_async in the story) and labelled created_by (created_by() above). */
-static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_t nonly)
+/* goroutineleak: leaked goroutines summed by creation chain and wait
+ * reason (the report's one line per group). */
+#define MAX_LSUM 32
+typedef struct lsum {
+    char created_by[256];
+    unsigned reason;
+    size_t n;
+    uint64_t stack_bytes, retained;
+    uintptr_t chan_made_at; /* of the first member, when on a channel */
+    uint32_t chan_cap;
+    char *text;             /* its line (leak_summary) */
+} lsum;
+
+typedef struct collected {
+    sset s;
+    char *comment;              /* e.g. "heap profile unavailable: ..." */
+    uint64_t *leaked;           /* goroutineleak: sorted ids */
+    goro__scan_leak *info;      /* goroutineleak: parallel to leaked */
+    size_t nleaked;
+    lsum *sums;                 /* goroutineleak: MAX_LSUM, malloc'd */
+    size_t nsums, nsums_dropped;
+} collected;
+
+/* One line per group of leaked goroutines: where they were created, what
+ * they hold, what they wait on and the usual fix. */
+static int cmp_lsum(const void *a, const void *b)
+{
+    const lsum *x = a, *y = b;
+    return x->n > y->n ? -1 : x->n < y->n;
+}
+
+static int leak_summary(collected *c)
+{
+    goro__symcache *sc = goro__symcache_new();
+    if (!sc)
+        return -ENOMEM;
+    if (c->nsums)
+        qsort(c->sums, c->nsums, sizeof *c->sums, cmp_lsum);
+    for (size_t i = 0; i < c->nsums; i++) {
+        const lsum *m = &c->sums[i];
+        char sb[32], hb[32], chan[512] = "";
+        goro__fmt_bytes(sb, sizeof sb, m->stack_bytes);
+        goro__fmt_bytes(hb, sizeof hb, m->retained);
+        if (m->chan_made_at) {
+            goro_frame f;
+            goro__frame_of(sc, m->chan_made_at, false, &f);
+            snprintf(chan, sizeof chan, "; on channels made at %s (%s:%d), capacity %u", f.func,
+                     goro__short_file(f.file), f.line, m->chan_cap);
+        }
+        const char *hint = goro__leak_hint(m->reason, m->chan_made_at != 0, m->chan_cap);
+        if (asprintf(&c->sums[i].text,
+                     "leaked: %zu goroutine%s created by %s [%s]: stacks %s, heap only they "
+                     "reach %s%s%s%s",
+                     m->n, m->n == 1 ? "" : "s", m->created_by, goro__wait_reason_str(m->reason),
+                     sb, hb, chan, hint ? "; hint: " : "", hint ? hint : "") < 0) {
+            c->sums[i].text = NULL;
+            goro__symcache_free(sc);
+            return -ENOMEM;
+        }
+    }
+    goro__symcache_free(sc);
+    return 0;
+}
+
+static void lsum_add(collected *c, const char *cb, const goro__gsnap *snap,
+                     const goro__scan_leak *li)
+{
+    lsum *m = NULL;
+    if (!c->sums && !(c->sums = malloc(MAX_LSUM * sizeof *c->sums))) {
+        c->nsums_dropped++;
+        return;
+    }
+    for (size_t i = 0; i < c->nsums && !m; i++)
+        if (c->sums[i].reason == snap->wait_reason && !strcmp(c->sums[i].created_by, cb))
+            m = &c->sums[i];
+    if (!m) {
+        if (c->nsums == MAX_LSUM) {
+            c->nsums_dropped++;
+            return;
+        }
+        m = &c->sums[c->nsums++];
+        memset(m, 0, sizeof *m);
+        snprintf(m->created_by, sizeof m->created_by, "%s", cb);
+        m->reason = snap->wait_reason;
+        if (li) {
+            m->chan_made_at = li->chan_made_at;
+            m->chan_cap = li->chan_cap;
+        }
+    }
+    m->n++;
+    m->stack_bytes += snap->stack_bytes;
+    if (li)
+        m->retained += li->retained;
+}
+
+static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_t nonly,
+                              collected *col)
 {
     s->nvals = 1;
     goro__symcache *sc = NULL;
@@ -250,6 +346,7 @@ static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_
         GORO__SNAP_AHEAD(i, lim);
         if (!goro__gsnap_take(i, snap) || (self && snap->id == self->base.id))
             continue;
+        size_t at = 0; /* only: its index there */
         if (only) {
             size_t lo = 0, hi = nonly;
             while (lo < hi) {
@@ -261,6 +358,7 @@ static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_
             }
             if (lo == nonly || only[lo] != snap->id)
                 continue;
+            at = lo;
         }
         const uintptr_t *pcs = snap->pc;
         uint32_t n = snap->npc;
@@ -281,6 +379,8 @@ static int collect_goroutines(sset *s, uintptr_t fp, const uint64_t *only, size_
                 all[n++] = snap->info.pc[k];
             char cb[256];
             created_by(sc, snap, cb, sizeof cb);
+            if (col)
+                lsum_add(col, cb[0] ? cb : "?", snap, col->info ? &col->info[at] : NULL);
             if (!sset_add2(s, all, n, exact, named ? "name" : NULL, named ? snap->name : NULL,
                            cb[0] ? "created_by" : NULL, cb[0] ? cb : NULL, 0, &one, NULL))
                 rc = -ENOMEM;
@@ -384,20 +484,13 @@ static int collect_threads(sset *s)
     return rc;
 }
 
-typedef struct collected {
-    sset s;
-    char *comment;              /* e.g. "heap profile unavailable: ..." */
-    uint64_t *leaked;           /* goroutineleak: sorted ids */
-    size_t nleaked;
-} collected;
-
 /* fp: the frame to unwind the calling goroutine from; base: where the leak
  * scan's roots on its stack start (GORO__SCAN_BASE). */
 static int collect(const char *name, uintptr_t fp, uintptr_t base, collected *c)
 {
     memset(c, 0, sizeof *c);
     if (!strcmp(name, "goroutine"))
-        return collect_goroutines(&c->s, fp, NULL, 0);
+        return collect_goroutines(&c->s, fp, NULL, 0, NULL);
     if (!strcmp(name, "heap") || !strcmp(name, "allocs")) {
         c->s.nvals = 4;
         const char *why;
@@ -435,13 +528,18 @@ static int collect(const char *name, uintptr_t fp, uintptr_t base, collected *c)
         if (r.incomplete && asprintf(&c->comment, "scan incomplete: %s", r.incomplete) < 0)
             c->comment = NULL;
         c->leaked = r.leaked;
+        c->info = r.info;
         c->nleaked = r.nleaked;
         r.leaked = NULL;
+        r.info = NULL;
         if (!c->nleaked) {
             c->s.nvals = 1;
             return 0;
         }
-        return collect_goroutines(&c->s, fp, c->leaked, c->nleaked);
+        rc = collect_goroutines(&c->s, fp, c->leaked, c->nleaked, c);
+        if (rc == 0)
+            rc = leak_summary(c);
+        return rc;
     }
     return -ENOENT;
 }
@@ -451,6 +549,10 @@ static void collected_free(collected *c)
     sset_free(&c->s);
     free(c->comment);
     free(c->leaked);
+    free(c->info);
+    for (size_t i = 0; i < c->nsums; i++)
+        free(c->sums[i].text);
+    free(c->sums);
 }
 
 /* ---- rendering ---------------------------------------------------------------- */
@@ -488,6 +590,9 @@ static int to_prof(const char *name, collected *c, int64_t duration, goro__prof 
     goro__prof_set_time(p, wall_now(), duration);
     if (c->comment)
         goro__prof_add_comment(p, c->comment);
+    for (size_t i = 0; i < c->nsums; i++)
+        if (c->sums[i].text)
+            goro__prof_add_comment(p, c->sums[i].text);
     if (raw)
         *raw = c->s.n ? calloc(c->s.n, sizeof **raw) : NULL;
     size_t k = 0;
@@ -582,6 +687,15 @@ GORO__NOINLINE static int render(const char *name, int debug, int64_t seconds,
                 if (rc == 0)
                     rc = sink("\n\n", 2, sink_arg);
             }
+            for (size_t i = 0; rc == 0 && i < c.nsums; i++)
+                if (c.sums[i].text) {
+                    rc = sink("# ", 2, sink_arg);
+                    if (rc == 0)
+                        rc = sink(c.sums[i].text, strlen(c.sums[i].text), sink_arg);
+                    if (rc == 0)
+                        rc = sink(i + 1 == c.nsums ? "\n\n" : "\n", i + 1 == c.nsums ? 2 : 1,
+                                  sink_arg);
+                }
         }
         if (rc == 0)
             rc = goro__dump_write(sink, sink_arg, NULL, (uintptr_t)fp, &o);

@@ -744,6 +744,10 @@ static bool ctext_parse(const char *text, ctext *c)
         goto out;
     }
     p++;
+    /* goro's extension: the profile's comments as "# " lines right after
+     * the header (the leak profile's per-group summary); pprof skips them. */
+    while (!strncmp(p, "# ", 2) && strchr(p, '\n'))
+        p = strchr(p, '\n') + 1;
     long prev = LONG_MAX;
     while (*p) {
         char *eol = strchr(p, '\n');
@@ -1751,6 +1755,14 @@ static void test_goroutineleak_profile(void **st)
         const char *cb = strstr(txt, "\"created_by\":\"spawn_private_waiters (");
         assert_true_msg(cb && strstr(cb, want), "goroutineleak debug=1: no created_by label "
                         "naming spawn_private_waiters at test_pprof.c:%d\n%s", lines[1], txt);
+        /* And a summary line per group: count, creator, reason, what it holds. */
+        char sum[128];
+        snprintf(sum, sizeof sum, "# leaked: %d goroutines created by spawn_private_waiters (",
+                 N_PRIVATE);
+        const char *sl = strstr(txt, sum);
+        assert_true_msg(sl && strstr(sl, "[chan receive]: stacks ") &&
+                            strstr(sl, "heap only they reach") && strstr(sl, "hint: "),
+                        "goroutineleak debug=1: no summary line \"%s...\"\n%s", sum, txt);
         /* debug=2: "[chan receive (leaked)]" records */
         long n[2] = {0, 0};
         d2parser dp = {.on_rec = on_leak_rec, .arg = n};
@@ -1776,6 +1788,11 @@ static void test_goroutineleak_profile(void **st)
         free(cm);
         return;
     }
+    /* The proto carries the summary lines as its comments. */
+    char *cm = PPROF(tpath("leak.pb.gz"), "-comments");
+    assert_true_msg(strstr(cm, "leaked: ") && strstr(cm, "spawn_private_waiters"), "comments: %s",
+                    cm);
+    free(cm);
     pprof_three("leak.pb.gz", &raw, &top, &traces);
     if (!raw_has_frame(&raw, "private_waiter", "test_pprof.c", lines[0], lines[0])) {
         raw_print_frames(&raw, NULL);

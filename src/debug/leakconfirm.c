@@ -21,7 +21,7 @@
  *
  * Rate limit: a scan starts only when the previous one ended at least
  * max(interval, 100 x its total time) ago (1 s after one that could not
- * stop the world): scans take at most ~1% of a CPU and stop the world at
+ * stop the world consistently): scans take at most ~1% of a CPU and stop the world at
  * most ~1% of the time, whatever the leak rate.
  *
  * Protocol (cf.lock, a leaf: never held while scanning or while calling
@@ -114,7 +114,10 @@ static void *confirm_main(void *arg)
         int rc = goro__leakscan_thread(cf.th.lo, cf.th.hi, &r);
         atomic_fetch_add(&cf.scans, 1);
         goro__watchdog_settle(rc, &r, now);
-        bool failed = rc != 0 || (r.incomplete && goro__leakscan_supported(NULL));
+        /* The world could not be stopped consistently: soon again. Any
+         * other failure (-EBUSY: the program owns the stop signal): at the
+         * normal pace. */
+        bool failed = rc == -EAGAIN || (rc == 0 && r.incomplete && goro__leakscan_supported(NULL));
         int64_t cost = r.total_ns, end = goro__nanotime();
         goro__scan_result_free(&r);
 

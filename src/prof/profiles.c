@@ -687,15 +687,7 @@ GORO__NOINLINE static int render(const char *name, int debug, int64_t seconds,
                 if (rc == 0)
                     rc = sink("\n\n", 2, sink_arg);
             }
-            for (size_t i = 0; rc == 0 && i < c.nsums; i++)
-                if (c.sums[i].text) {
-                    rc = sink("# ", 2, sink_arg);
-                    if (rc == 0)
-                        rc = sink(c.sums[i].text, strlen(c.sums[i].text), sink_arg);
-                    if (rc == 0)
-                        rc = sink(i + 1 == c.nsums ? "\n\n" : "\n", i + 1 == c.nsums ? 2 : 1,
-                                  sink_arg);
-                }
+
         }
         if (rc == 0)
             rc = goro__dump_write(sink, sink_arg, NULL, (uintptr_t)fp, &o);

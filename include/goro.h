@@ -1057,7 +1057,13 @@ ssize_t goro_conn_read(goro_conn *c, void *buf, size_t len, int64_t deadline, go
 ssize_t goro_conn_write(goro_conn *c, const void *buf, size_t len, int64_t deadline,
                         goro_ctx *ctx);
 
-/* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. */
+/* shutdown(2) of one or both directions: how is GORO_SHUT_RD (no more
+ * reads), GORO_SHUT_WR (send FIN: the peer reads end of stream) or
+ * GORO_SHUT_RDWR (the values of <sys/socket.h>'s SHUT_*, which may be used
+ * as well). Errors: -EINVAL c NULL or how invalid; -EBADF closed; -ENOTCONN. */
+#define GORO_SHUT_RD 0
+#define GORO_SHUT_WR 1
+#define GORO_SHUT_RDWR 2
 int goro_conn_shutdown(goro_conn *c, int how);
 
 /* Close: blocked reads and writes return -EBADF; the object is freed once

@@ -2,7 +2,10 @@
  * goro.h - Go-style concurrency for C, with goroutine-leak diagnosis built in.
  *
  * This is the only public header of goro. Everything here carries the goro_
- * prefix; anything named goro__ elsewhere is internal and may change.
+ * prefix; anything named goro__ elsewhere is internal and may change. It
+ * compiles as C (C11 and later) and as C++ (C++11 and later), where the
+ * declarations have C linkage and goro_go/goro_go_named use an inline
+ * helper instead of a compound literal.
  *
  * Conventions (they hold for every call unless its comment says otherwise):
  *  - Fallible calls return 0 (or a non-negative result) on success and a
@@ -46,6 +49,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h> /* ssize_t */
+
+/* Alignment of the opaque sync objects, in C and in C++. */
+#ifdef __cplusplus
+#define GORO__ALIGNAS(n) alignas(n)
+#else
+#define GORO__ALIGNAS(n) _Alignas(n)
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -279,6 +289,7 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id)
 
 /* goro_spawn with the creation site filled in: the usual way to start a
  * goroutine. Evaluates to goro_spawn's result. */
+#ifndef __cplusplus
 #define goro_go(fn, arg)                                                       \
     goro_spawn((fn), (arg),                                                    \
                &(const goro_spawn_opts){                                       \
@@ -293,6 +304,22 @@ int goro_spawn(goro_fn fn, void *arg, const goro_spawn_opts *opts, uint64_t *id)
                                         .line = __LINE__,                      \
                                         .func = __func__},                     \
                NULL)
+#else
+/* C++ has no compound literals: the same through an inline helper (its
+ * frame, if not inlined, is goro's and skipped in creation chains). */
+static inline int goro__go_cxx(goro_fn fn, void *arg, const char *name, const char *file,
+                               int line, const char *func)
+{
+    goro_spawn_opts o = goro_spawn_opts();
+    o.name = name;
+    o.file = file;
+    o.line = line;
+    o.func = func;
+    return goro_spawn(fn, arg, &o, NULL);
+}
+#define goro_go(fn, arg) goro__go_cxx((fn), (arg), NULL, __FILE__, __LINE__, __func__)
+#define goro_go_named(fn, arg, nm) goro__go_cxx((fn), (arg), (nm), __FILE__, __LINE__, __func__)
+#endif
 
 /* Id of the calling goroutine (main is 1), or 0 when not called from a
  * goroutine. Ids are never reused within one goro_run. */
@@ -529,7 +556,7 @@ int goro_ctx_wait(goro_ctx *ctx, int64_t deadline);
  */
 
 typedef struct goro_mutex {
-    _Alignas(8) unsigned char opaque_[24];
+    GORO__ALIGNAS(8) unsigned char opaque_[24];
 } goro_mutex;
 #define GORO_MUTEX_INIT {{0}}
 
@@ -546,7 +573,7 @@ int goro_mutex_trylock(goro_mutex *m);
 int goro_mutex_unlock(goro_mutex *m);
 
 typedef struct goro_rwmutex {
-    _Alignas(8) unsigned char opaque_[48];
+    GORO__ALIGNAS(8) unsigned char opaque_[48];
 } goro_rwmutex;
 #define GORO_RWMUTEX_INIT {{0}}
 
@@ -564,7 +591,7 @@ int goro_rwmutex_trylock(goro_rwmutex *rw);
 int goro_rwmutex_unlock(goro_rwmutex *rw);
 
 typedef struct goro_waitgroup {
-    _Alignas(8) unsigned char opaque_[24];
+    GORO__ALIGNAS(8) unsigned char opaque_[24];
 } goro_waitgroup;
 #define GORO_WAITGROUP_INIT {{0}}
 
@@ -581,7 +608,7 @@ int goro_waitgroup_wait(goro_waitgroup *wg);
 int goro_waitgroup_wait_until(goro_waitgroup *wg, int64_t deadline);
 
 typedef struct goro_once {
-    _Alignas(8) unsigned char opaque_[32];
+    GORO__ALIGNAS(8) unsigned char opaque_[32];
 } goro_once;
 #define GORO_ONCE_INIT {{0}}
 
@@ -594,7 +621,7 @@ typedef struct goro_once {
 int goro_once_do(goro_once *once, goro_fn fn, void *arg);
 
 typedef struct goro_cond {
-    _Alignas(8) unsigned char opaque_[24];
+    GORO__ALIGNAS(8) unsigned char opaque_[24];
 } goro_cond;
 #define GORO_COND_INIT {{0}}
 
@@ -1030,7 +1057,13 @@ ssize_t goro_conn_read(goro_conn *c, void *buf, size_t len, int64_t deadline, go
 ssize_t goro_conn_write(goro_conn *c, const void *buf, size_t len, int64_t deadline,
                         goro_ctx *ctx);
 
-/* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR. */
+/* shutdown(2) of one or both directions: how is GORO_SHUT_RD (no more
+ * reads), GORO_SHUT_WR (send FIN: the peer reads end of stream) or
+ * GORO_SHUT_RDWR (the values of <sys/socket.h>'s SHUT_*, which may be used
+ * as well). Errors: -EINVAL c NULL or how invalid; -EBADF closed; -ENOTCONN. */
+#define GORO_SHUT_RD 0
+#define GORO_SHUT_WR 1
+#define GORO_SHUT_RDWR 2
 int goro_conn_shutdown(goro_conn *c, int how);
 
 /* Close: blocked reads and writes return -EBADF; the object is freed once

@@ -44,8 +44,9 @@ stage() { printf '\n==== %s ====\n' "$*"; }
 configure() { # dir compiler sanitize [cmake args...]
     dir=$1 cc=$2 san=$3
     shift 3
+    case "$cc" in clang) cxx=clang++ ;; *) cxx=g++ ;; esac # test_cxx, same runtime
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DCMAKE_C_COMPILER="$cc" -DGORO_SANITIZE="$san" "$@" >/dev/null
+        -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DGORO_SANITIZE="$san" "$@" >/dev/null
     cmake --build "$dir" -j "$jobs"
 }
 
@@ -140,7 +141,7 @@ do_chaos_tsan() {
 do_valgrind() {
     stage_begin "valgrind: memcheck on a subset of build/'s tests"
     command -v valgrind >/dev/null || {
-        echo "check.sh: valgrind not found (Debian package valgrind: scripts/deps.sh build)" >&2
+        echo "check.sh: valgrind not found (Debian package valgrind: scripts/deps.sh check)" >&2
         exit 1
     }
     configure "$prefix" gcc ""

@@ -1,18 +1,36 @@
 #!/bin/sh
-# deps.sh SET... - make sure the Debian packages goro needs are installed.
+# deps.sh [--check] SET... - make sure the Debian packages goro needs are
+# installed.
 #
-# Sets: build (compile + tests), check (go tool pprof, which the profile
-# tests use to read what goro writes), demo (make demo), bench (Go twins,
-# wrk), all.
+# Sets: build (what `make` needs to compile the library, examples and
+# benchmarks), check (`make check`: cmocka, clang, g++/clang++, valgrind,
+# go tool pprof, which the profile tests use to read what goro writes),
+# demo (make demo), bench (Go twins, wrk), all.
 # As root, missing packages are installed with apt-get; otherwise the exact
-# apt-get line is printed and the script fails. Nothing is installed that is
-# already present, so running it again is cheap.
+# apt-get line is printed and the script fails. With --check nothing is
+# ever installed: missing packages are listed with the command to install
+# them (`make` uses this: it builds, it does not install). Nothing is
+# installed that is already present, so running it again is cheap.
 set -eu
 
-pkgs_build="cmake ninja-build gcc clang libc6-dev libgcc-12-dev libcmocka-dev pkg-config valgrind zlib1g-dev make curl"
+check_only=0
+if [ "${1:-}" = "--check" ]; then
+    check_only=1
+    shift
+fi
+
+# gcc's support library (libbacktrace.a, which goro links) is packaged per
+# gcc major version: ask the gcc that is installed.
+libgcc_dev() {
+    if command -v gcc >/dev/null 2>&1; then
+        echo "libgcc-$(gcc -dumpversion | cut -d. -f1)-dev"
+    fi
+}
+
+pkgs_build="cmake ninja-build gcc libc6-dev $(libgcc_dev) pkg-config zlib1g-dev make"
+pkgs_check="libcmocka-dev clang g++ valgrind golang-go curl"
 # make demo: the library, the service and the load generator, and curl
-pkgs_demo="cmake ninja-build gcc libc6-dev libgcc-12-dev pkg-config zlib1g-dev make curl"
-pkgs_check="golang-go"
+pkgs_demo="cmake ninja-build gcc libc6-dev $(libgcc_dev) pkg-config zlib1g-dev make curl"
 pkgs_bench="golang-go wrk"
 
 want=""
@@ -36,6 +54,11 @@ done
 [ -z "$missing" ] && exit 0
 
 line="apt-get install -y --no-install-recommends$missing"
+if [ "$check_only" -eq 1 ]; then
+    echo "goro: missing Debian packages:$missing" >&2
+    echo "  install them with \`make deps\` (as root), or: apt-get update && $line" >&2
+    exit 1
+fi
 if [ "$(id -u)" -ne 0 ]; then
     echo "goro: missing Debian packages. Run as root:" >&2
     echo "  apt-get update && $line" >&2

@@ -17,6 +17,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #define MS GORO_MILLISECOND
 #define NOINLINE __attribute__((noinline))
@@ -2202,6 +2203,129 @@ static void test_watchdog_verdicts(void **st)
     free(s);
 }
 
+/* ---- /debug/goro/leaks and /metrics say what the watchdog does ----------- */
+
+typedef struct ep_state {
+    int rc;
+    char off_text[2048], on_text[2048], on_json[2048], metrics[65536];
+} ep_state;
+
+/* GET path from addr over a plain connection (HTTP/1.0: the server closes). */
+static int ep_get(const char *addr, const char *path, char *out, size_t len)
+{
+    goro_conn *c;
+    int rc = goro_dial_tcp(addr, &c, goro_deadline_after(gt_slow(5 * GORO_SECOND)), NULL);
+    if (rc)
+        return rc;
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    ssize_t w = goro_conn_write(c, req, (size_t)n, goro_deadline_after(gt_slow(5 * GORO_SECOND)), NULL);
+    size_t got = 0;
+    while (w == n && got + 1 < len) {
+        ssize_t r = goro_conn_read(c, out + got, len - 1 - got,
+                                   goro_deadline_after(gt_slow(5 * GORO_SECOND)), NULL);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    out[got] = 0;
+    goro_conn_close(c);
+    return w == n ? 0 : -EIO;
+}
+
+static void ep_main(void *arg)
+{
+    ep_state *s = arg;
+    goro_debug_server *srv;
+    if ((s->rc = goro_debug_serve("127.0.0.1:0", false, &srv)))
+        return;
+    const char *a = goro_debug_server_addr(srv);
+    goro_watchdog_opts off = {.disabled = true};
+    goro_watchdog_configure(&off);
+    s->rc = ep_get(a, "/debug/goro/leaks", s->off_text, sizeof s->off_text);
+    goro_watchdog_configure(NULL);
+    if (!s->rc)
+        s->rc = ep_get(a, "/debug/goro/leaks", s->on_text, sizeof s->on_text);
+    if (!s->rc)
+        s->rc = ep_get(a, "/debug/goro/leaks?format=json", s->on_json, sizeof s->on_json);
+    if (!s->rc)
+        s->rc = ep_get(a, "/metrics", s->metrics, sizeof s->metrics);
+    goro_debug_server_stop(srv, goro_deadline_after(GORO_SECOND));
+}
+
+static void test_leaks_endpoint(void **st)
+{
+    (void)st;
+    ep_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    goro_options o = gt_opts(2);
+    int rc = gt_run("leaks endpoint", ep_main, s, &o, 30);
+    goro_watchdog_configure(NULL);
+    assert_rc(rc, 0);
+    assert_rc(s->rc, 0);
+    assert_true_msg(strstr(s->off_text, "goro leak watchdog: off") != NULL, "%s", s->off_text);
+    assert_true_msg(strstr(s->on_text, "goro leak watchdog: ") != NULL, "%s", s->on_text);
+    assert_null(strstr(s->on_text, "watchdog: off"));
+    assert_true_msg(strstr(s->on_json, "\"watchdog\":\"on\"") != NULL, "%s", s->on_json);
+    static const char *const states[] = {"suspected", "confirmed", "reachable", "unverified"};
+    for (int i = 0; i < 4; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "goro_leak_suspects{state=\"%s\"} ", states[i]);
+        assert_true_msg(strstr(s->metrics, want) != NULL, "no %s in /metrics", want);
+    }
+    free(s);
+}
+
+/* ---- where the scan cannot run, it says so ------------------------------- */
+
+typedef struct su_state {
+    int rc;
+    char why[256];
+    char prof[1024];
+} su_state;
+
+static void su_main(void *arg)
+{
+    su_state *s = arg;
+    goro_leak_report *rep = NULL;
+    goro_leak_scan_stats st;
+    s->rc = goro_leak_scan(&rep, &st);
+    goro_leak_report_free(rep);
+    snprintf(s->why, sizeof s->why, "%s", st.incomplete ? st.incomplete : "");
+    int p[2];
+    if (pipe(p) == 0) {
+        goro_write_profile("goroutineleak", 1, p[1]);
+        close(p[1]);
+        ssize_t n = read(p[0], s->prof, sizeof s->prof - 1);
+        s->prof[n > 0 ? n : 0] = 0;
+        close(p[0]);
+    }
+}
+
+static void test_scan_unavailable_says_so(void **st)
+{
+    (void)st;
+    su_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    goro_options o = gt_opts(2);
+    assert_rc(gt_run("scan where it cannot run", su_main, s, &o, 60), 0);
+    if (gt_under_valgrind()) {
+        /* memcheck's allocator replaces glibc's heap: no scan, and both the
+         * call and the profile say why (they used to report "total 0"). */
+        assert_rc(s->rc, -ENOTSUP);
+        assert_true_msg(strstr(s->why, "valgrind") != NULL, "why: %s", s->why);
+        assert_true_msg(strstr(s->prof, "unavailable") && strstr(s->prof, "valgrind"), "%s",
+                        s->prof);
+    } else if (GT_SANITIZED) {
+        assert_rc(s->rc, -ENOTSUP);
+        assert_true_msg(strstr(s->prof, "unavailable") != NULL, "%s", s->prof);
+    } else {
+        assert_true_msg(s->rc == 0 || s->rc == -EAGAIN, "scan: %d", s->rc);
+        assert_true_msg(strstr(s->prof, "goroutineleak profile: total") != NULL, "%s", s->prof);
+    }
+    free(s);
+}
+
 static void test_watchdog_pool_not_reported(void **st)
 {
     (void)st;
@@ -2262,6 +2386,8 @@ int main(void)
         cmocka_unit_test(test_watchdog_family_two_lines),
         cmocka_unit_test(test_watchdog_slow_leak),
         cmocka_unit_test(test_watchdog_verdicts),
+        cmocka_unit_test(test_leaks_endpoint),
+        cmocka_unit_test(test_scan_unavailable_says_so),
         cmocka_unit_test(test_watchdog_pool_not_reported),
         cmocka_unit_test(test_watchdog_sleepers_not_reported),
         cmocka_unit_test(test_watchdog_sockets_not_reported),

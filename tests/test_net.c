@@ -383,7 +383,7 @@ static void print_env_note(bool dial_blocks)
 
 typedef struct {
     int idx;
-    int dial_rc, shut_rc;
+    int dial_rc, shut_rc, shut_bad_rc;
     ssize_t io_rc;
     size_t sent_len, recv_len;
     uint64_t sent_sum, recv_sum;
@@ -493,7 +493,9 @@ static void echo_client(void *arg)
     }
     me->sent_len = off;
     me->sent_sum = fnv1a(out, off);
-    me->shut_rc = goro_conn_shutdown(c, SHUT_WR);
+    /* An invalid direction is refused; GORO_SHUT_WR sends our FIN. */
+    me->shut_bad_rc = goro_conn_shutdown(c, 7);
+    me->shut_rc = goro_conn_shutdown(c, GORO_SHUT_WR);
 
     /* everything comes back, then EOF (the handler closes after our FIN) */
     size_t got = 0;
@@ -603,6 +605,8 @@ static void run_echo(int procs)
         if (c->dial_rc || c->io_rc || c->shut_rc)
             fail_msg("client %d: dial %s, shutdown %s, I/O %s", i, en(c->dial_rc),
                      en(c->shut_rc), en(c->io_rc));
+        assert_true_msg(c->shut_bad_rc == -EINVAL, "client %d: shutdown(7) gave %s", i,
+                        en(c->shut_bad_rc));
         assert_true_msg(c->eof, "client %d: no end of stream after its data", i);
         assert_true_msg(c->recv_len == c->sent_len,
                         "client %d sent %zu bytes, got %zu back", i, c->sent_len, c->recv_len);

@@ -285,8 +285,8 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
     char line[256];
     int64_t now = goro_now();
     if (!strcmp(fmt, "json")) {
-        snprintf(line, sizeof line, "{\"reports_total\":%" PRIu64 ",\"suspects\":[",
-                 goro_watchdog_reports_total());
+        snprintf(line, sizeof line, "{\"watchdog\":\"%s\",\"reports_total\":%" PRIu64 ",\"suspects\":[",
+                 goro__watchdog_enabled() ? "on" : "off", goro_watchdog_reports_total());
         append(&b, line);
         for (size_t i = 0; i < n; i++) {
             const goro_leak_suspect *s = &v[i];
@@ -338,8 +338,17 @@ static void serve_leaks(goro_http_response *w, goro_http_request *r)
         append(&b, "]}\n");
         goro_http_response_send(w, 200, "application/json", b.data, b.len);
     } else {
-        snprintf(line, sizeof line, "goro leak watchdog: %zu suspect%s (%" PRIu64 " reported since start)\n",
-                 n, n == 1 ? "" : "s", goro_watchdog_reports_total());
+        if (!goro__watchdog_enabled()) {
+            snprintf(line, sizeof line,
+                     "goro leak watchdog: off (GORO_WATCHDOG=0 or goro_watchdog_configure): "
+                     "no leak is being watched for; %zu suspect%s listed from before, "
+                     "%" PRIu64 " reported since start\n",
+                     n, n == 1 ? "" : "s", goro_watchdog_reports_total());
+        } else {
+            snprintf(line, sizeof line,
+                     "goro leak watchdog: %zu suspect%s (%" PRIu64 " reported since start)\n", n,
+                     n == 1 ? "" : "s", goro_watchdog_reports_total());
+        }
         append(&b, line);
         for (size_t i = 0; i < n; i++) {
             append(&b, "\n");

@@ -175,6 +175,15 @@ int goro_watchdog_configure(const goro_watchdog_opts *o)
 
 uint64_t goro_watchdog_reports_total(void) { return atomic_load(&wd.reports); }
 
+bool goro__watchdog_enabled(void)
+{
+    pthread_mutex_lock(&wd.lock);
+    read_env_locked();
+    bool on = !wd.opts.disabled;
+    pthread_mutex_unlock(&wd.lock);
+    return on;
+}
+
 static bool is_goro_func(const char *f) { return !strncmp(f, "goro_", 5); }
 
 /* Does gpeek p belong to census group k? */

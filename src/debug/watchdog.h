@@ -11,6 +11,7 @@
 #ifndef GORO_DEBUG_WATCHDOG_H
 #define GORO_DEBUG_WATCHDOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 void goro__watchdog_start(void); /* goro_run, before any goroutine */
@@ -22,6 +23,9 @@ struct goro__scan_result;
 /* A scan started at t_start (goro__nanotime) ended with rc and r: give
  * the suspects that waited for it their verdict. */
 void goro__watchdog_settle(int rc, const struct goro__scan_result *r, int64_t t_start);
+
+/* Whether the watchdog is on (GORO_WATCHDOG / goro_watchdog_configure). */
+bool goro__watchdog_enabled(void);
 
 /* For /metrics and /debug/goro/leaks: "suspected", "confirmed",
  * "reachable", "unverified" (goro_leak_state), "?" otherwise. */

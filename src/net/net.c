@@ -616,9 +616,12 @@ ssize_t goro_conn_write(goro_conn *c, const void *buf, size_t len, int64_t deadl
     return write_impl(c, buf, len, deadline, ctx, __builtin_frame_address(0));
 }
 
+_Static_assert(GORO_SHUT_RD == SHUT_RD && GORO_SHUT_WR == SHUT_WR && GORO_SHUT_RDWR == SHUT_RDWR,
+               "GORO_SHUT_* are shutdown(2)'s values");
+
 int goro_conn_shutdown(goro_conn *c, int how)
 {
-    if (!c)
+    if (!c || (how != GORO_SHUT_RD && how != GORO_SHUT_WR && how != GORO_SHUT_RDWR))
         return -EINVAL;
     int rc = sock_acquire(&c->s);
     if (rc)

@@ -1928,14 +1928,17 @@ static void gs_main(void *arg)
         tc_close(idle);
     }
     /* The serving goroutine closes the listener once it sees the shutdown:
-     * dial until refused (bounded), closing what still got through. */
+     * dial until refused (bounded), closing what still got through. A
+     * connect that lands in the backlog just as the listener closes is
+     * reset (-ECONNRESET): that one got through too; dial again. */
     end = goro_now() + gt_slow(5 * SEC);
     for (;;) {
         goro_conn *c;
         s->refused_rc = goro_dial_tcp(s->f.addr, &c, io_deadline(), NULL);
-        if (s->refused_rc != 0 || goro_now() >= end)
+        if ((s->refused_rc != 0 && s->refused_rc != -ECONNRESET) || goro_now() >= end)
             break;
-        goro_conn_close(c);
+        if (s->refused_rc == 0)
+            goro_conn_close(c);
         goro_sleep(MS);
     }
     gt_wg_wait(&s->wg, 30);

@@ -1063,6 +1063,20 @@ static int wd_nseen(void)
     return n;
 }
 
+/* The tests' watchdog configuration, with this min_age. */
+static int wd_set_min_age(int64_t min_age)
+{
+    goro_watchdog_opts wo = {
+        .period = WD_PERIOD,
+        .windows = 3,
+        .min_age = min_age,
+        .min_count = WD_MIN_COUNT,
+        .on_suspect = wd_on_suspect,
+        .on_verdict = wd_on_verdict,
+    };
+    return goro_watchdog_configure(&wo);
+}
+
 static void wd_configure(void)
 {
     pthread_mutex_lock(&wdrec.mu);
@@ -1070,16 +1084,7 @@ static void wd_configure(void)
     wdrec.dropped = 0;
     wdver.n = 0;
     pthread_mutex_unlock(&wdrec.mu);
-    goro_watchdog_opts wo = {
-        .period = WD_PERIOD,
-        .windows = 3,
-        .min_age = 300 * MS,
-        .min_count = WD_MIN_COUNT,
-        .on_suspect = wd_on_suspect,
-        .on_verdict = wd_on_verdict,
-    };
-    int rc = goro_watchdog_configure(&wo);
-    assert_rc(rc, 0);
+    assert_rc(wd_set_min_age(300 * MS), 0);
 }
 
 
@@ -1623,20 +1628,6 @@ static bool neg_load_stop(wdn_state *s)
         if (s->pools[i].ch)
             goro_chan_release(s->pools[i].ch);
     return atomic_load(&s->finished) == atomic_load(&s->started);
-}
-
-/* The watchdog's configuration of wd_configure with another min_age. */
-static int wd_set_min_age(int64_t min_age)
-{
-    goro_watchdog_opts wo = {
-        .period = WD_PERIOD,
-        .windows = 3,
-        .min_age = min_age,
-        .min_count = WD_MIN_COUNT,
-        .on_suspect = wd_on_suspect,
-        .on_verdict = wd_on_verdict,
-    };
-    return goro_watchdog_configure(&wo);
 }
 
 /* Goroutines parked in a receive, counted from a leak-check report (no
